@@ -1,0 +1,3 @@
+from rtindex.cli import main
+
+raise SystemExit(main())

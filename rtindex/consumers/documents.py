@@ -1,0 +1,208 @@
+"""The document consumer: topic -> decoded events -> Redis index -> committed offsets.
+
+The order is the guarantee (and ARCHITECTURE.md's): poll a micro-batch; send its bad
+messages to the DLQ and wait for the broker's acknowledgement; apply the valid events to
+Redis; only then commit the batch's offsets. A crash anywhere before the commit means
+the batch is delivered again, and applying it again changes nothing (versions decide).
+Transient outages are waited out with backoff and never commit; bugs raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError
+from kafka.structs import OffsetAndMetadata
+
+from rtindex.consumers.dlq import DeadLetter, DeadLetterQueue
+from rtindex.consumers.kafka_config import kafka_client_config
+from rtindex.consumers.retry import Interrupted, retry_transient
+from rtindex.indexer.analysis import Analyzer
+from rtindex.indexer.batch import index_documents
+from rtindex.indexer.connection import connect
+from rtindex.indexer.events import InvalidEvent, decode_document_event
+from rtindex.indexer.plan import Event, Outcome
+from rtindex.indexer.store import DocumentStore
+from rtindex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ConsumerTotals:
+    """Running totals since start (the metrics endpoint and the tests read these)."""
+
+    batches: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    dlq_reasons: Counter[str] = field(default_factory=Counter)
+    commit_failures: int = 0
+    redis_retries: int = 0
+
+
+def decode_batch(
+    records: list[Any], settings: Settings
+) -> tuple[list[Event], list[int], list[DeadLetter]]:
+    """Split records into valid events (with their record positions) and dead letters."""
+    schema, limit = settings.index.schema_, settings.index.max_message_bytes
+    events: list[Event] = []
+    positions: list[int] = []
+    dead: list[DeadLetter] = []
+    for i, r in enumerate(records):
+        try:
+            events.append(decode_document_event(r.value, schema, limit))
+            positions.append(i)
+        except InvalidEvent as e:
+            dead.append(
+                DeadLetter(r.topic, r.partition, r.offset, r.key, r.value, e.reason, e.detail)
+            )
+    return events, positions, dead
+
+
+class DocumentConsumer:
+    def __init__(self, settings: Settings, *, group: str | None = None) -> None:
+        self.settings = settings
+        self.group = group or settings.kafka.documents_group
+        k = settings.kafka
+        self.redis = connect(settings, pool_size=4)
+        self.store = DocumentStore(self.redis, settings)
+        self.analyzer = Analyzer(settings.analysis)
+        self.totals = ConsumerTotals()
+        self.consumer = KafkaConsumer(
+            k.documents_topic,
+            **kafka_client_config(
+                settings,
+                group_id=self.group,
+                enable_auto_commit=False,
+                auto_offset_reset=k.auto_offset_reset,
+                max_poll_records=k.max_batch,
+                session_timeout_ms=k.session_timeout_ms,
+                heartbeat_interval_ms=k.heartbeat_interval_ms,
+                # An oversized message must still be fetched, so that it can reach the DLQ.
+                max_partition_fetch_bytes=max(settings.index.max_message_bytes * 4, 1 << 20),
+                fetch_max_bytes=max(settings.index.max_message_bytes * 8, 50 << 20),
+            ),
+        )
+        self.dlq = DeadLetterQueue(settings, self.group)
+
+    def _retry(self, fn: Any, stop: threading.Event, what: str) -> Any:
+        def counted(_e: BaseException) -> None:
+            self.totals.redis_retries += 1
+
+        r = self.settings.redis
+        return retry_transient(
+            fn, stop, what=what, initial_s=r.retry_initial_s, max_s=r.retry_max_s, on_retry=counted
+        )
+
+    def process(self, records: list[Any], stop: threading.Event) -> Counter[str]:
+        """Apply one micro-batch (DLQ first, then Redis). Does not commit."""
+        events, _, dead = decode_batch(records, self.settings)
+        if dead:
+            self._retry(lambda: self.dlq.send_all(dead), stop, "publishing to the DLQ")
+            for d in dead:
+                self.totals.dlq_reasons[d.reason] += 1
+        counts: Counter[str] = Counter(invalid=len(dead))
+        if events:
+            result = self._retry(
+                lambda: index_documents(self.store, events, self.analyzer.tokens),
+                stop,
+                "writing the batch to Redis",
+            )
+            counts.update(result.counts())
+            now = time.time() * 1000
+            applied_ts = [
+                e.ts for e, o in zip(events, result.outcomes, strict=True) if o is Outcome.APPLIED
+            ]
+            if applied_ts:
+                lag = sorted(now - t for t in applied_ts)
+                counts["freshness_p50_ms"] = int(lag[len(lag) // 2])
+                counts["freshness_max_ms"] = int(lag[-1])
+        return counts
+
+    def commit(self, records: list[Any], stop: threading.Event) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            nxt = r.offset + 1
+            if tp not in offsets or offsets[tp].offset < nxt:
+                offsets[tp] = OffsetAndMetadata(nxt, "", -1)
+        try:
+            self._retry(lambda: self.consumer.commit(offsets), stop, "committing offsets")
+        except CommitFailedError as e:
+            # A rebalance took the partitions away: their new owner gets the batch again,
+            # and applying it again changes nothing. Count it; do not crash.
+            self.totals.commit_failures += 1
+            log.warning(
+                "offset commit refused after a rebalance (%s); the batch will be redelivered", e
+            )
+
+    def run(self, stop: threading.Event) -> None:
+        k = self.settings.kafka
+        log.info("document consumer: group %s, topic %s", self.group, k.documents_topic)
+        try:
+            self._retry(self.store.ensure_layout, stop, "checking the index layout")
+        except Interrupted:
+            return
+        while not stop.is_set():
+            polled = self.consumer.poll(timeout_ms=k.poll_timeout_ms, max_records=k.max_batch)
+            records = [r for tp in sorted(polled) for r in polled[tp]]
+            if not records:
+                continue
+            t0 = time.perf_counter()
+            try:
+                counts = self.process(records, stop)
+                self.commit(records, stop)
+            except Interrupted as e:
+                log.warning(
+                    "stopping during an outage (%s): the batch is not committed and will be redelivered",
+                    e,
+                )
+                return
+            self.totals.batches += 1
+            for name in ("applied", "stale", "duplicate", "invalid"):
+                self.totals.events[name] += counts.get(name, 0)
+            log.info(
+                "batch: %d records, applied %d, stale %d, duplicate %d, invalid %d, "
+                "freshness p50 %s ms max %s ms, %.1f ms",
+                len(records),
+                counts.get("applied", 0),
+                counts.get("stale", 0),
+                counts.get("duplicate", 0),
+                counts.get("invalid", 0),
+                counts.get("freshness_p50_ms", "-"),
+                counts.get("freshness_max_ms", "-"),
+                (time.perf_counter() - t0) * 1e3,
+            )
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+        self.dlq.close()
+        self.redis.close()
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_document_consumer(settings: Settings) -> int:
+    stop = threading.Event()
+    install_stop_signals(stop)
+    consumer = DocumentConsumer(settings)
+    try:
+        consumer.run(stop)
+    finally:
+        consumer.close()
+    log.info("document consumer stopped: %s", dict(consumer.totals.events))
+    return 0

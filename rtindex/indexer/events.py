@@ -1,0 +1,189 @@
+"""Event models (the contract's formats, strictly) and the decoder that turns raw bytes into them.
+
+One source of truth: the consumers decode with these, ``rtindex schema`` prints their
+JSON Schema for producers in other languages, and the tests build events with them.
+Anything that does not decode raises :class:`InvalidEvent` with a short machine
+reason (the DLQ header) and a human detail.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from rtindex.settings import IndexSchema
+
+MAX_VERSION = (1 << 63) - 1  # Kafka-style int64; larger values are rejected, not wrapped.
+MAX_TS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+class InvalidEvent(ValueError):
+    """A message that is not a valid event. ``reason`` is a stable, short code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _check_id(v: str) -> str:
+    n = len(v.encode("utf-8", errors="strict"))
+    if not 1 <= n <= 512:
+        raise ValueError("id must be 1 to 512 bytes of UTF-8")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in v):
+        raise ValueError("id must not contain control characters")
+    return v
+
+
+def _check_utf8(v: str) -> str:
+    # Lone surrogates (from JSON \ud800 escapes) cannot be encoded: reject, don't mangle.
+    v.encode("utf-8", errors="strict")
+    return v
+
+
+DocId = Annotated[StrictStr, AfterValidator(_check_utf8), AfterValidator(_check_id)]
+Version = Annotated[StrictInt, Field(ge=0, le=MAX_VERSION)]
+Timestamp = Annotated[StrictInt, Field(ge=0, le=MAX_TS)]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpsertEvent(BaseModel):
+    model_config = _STRICT
+    op: Literal["upsert"]
+    id: DocId
+    version: Version
+    ts: Timestamp
+    doc: dict[str, Any]
+
+
+class PatchEvent(BaseModel):
+    """Only the fields given change; a ``null`` value removes that field."""
+
+    model_config = _STRICT
+    op: Literal["patch"]
+    id: DocId
+    version: Version
+    ts: Timestamp
+    doc: dict[str, Any]
+
+
+class DeleteEvent(BaseModel):
+    model_config = _STRICT
+    op: Literal["delete"]
+    id: DocId
+    version: Version
+    ts: Timestamp
+
+
+DocumentEvent = Annotated[UpsertEvent | PatchEvent | DeleteEvent, Field(discriminator="op")]
+
+
+class _DocumentEnvelope(BaseModel):
+    model_config = _STRICT
+    event: DocumentEvent
+
+
+class GeoPoint(BaseModel):
+    model_config = _STRICT
+    lat: Annotated[StrictFloat | StrictInt, Field(ge=-90, le=90)]
+    lon: Annotated[StrictFloat | StrictInt, Field(ge=-180, le=180)]
+
+
+def _parse_json(raw: bytes | None, max_bytes: int) -> Any:
+    if raw is None:
+        raise InvalidEvent("empty", "the message has no value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large", f"{len(raw)} bytes, over the {max_bytes}-byte limit")
+    try:
+        raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        raise InvalidEvent("not_utf8", str(e)) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidEvent("not_json", str(e)) from None
+
+
+def _first_error(e: ValidationError) -> str:
+    errs = e.errors(include_url=False, include_input=False)
+    parts = []
+    for err in errs[:3]:
+        loc = ".".join(str(x) for x in err["loc"] if x not in ("event",))
+        parts.append(f"{loc or '(event)'}: {err['msg']}")
+    more = f" (+{len(errs) - 3} more)" if len(errs) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def decode_document_event(
+    raw: bytes | None, schema: IndexSchema, max_bytes: int
+) -> UpsertEvent | PatchEvent | DeleteEvent:
+    """Bytes -> a validated document event, or :class:`InvalidEvent`."""
+    data = _parse_json(raw, max_bytes)
+    if not isinstance(data, dict):
+        raise InvalidEvent("invalid_event", "the event must be a JSON object")
+    try:
+        event = _DocumentEnvelope.model_validate({"event": data}).event
+    except ValidationError as e:
+        raise InvalidEvent("invalid_event", _first_error(e)) from None
+    if not isinstance(event, DeleteEvent):
+        problem = check_doc_fields(event.doc, schema)
+        if problem:
+            raise InvalidEvent("schema_violation", problem)
+    return event
+
+
+def check_doc_fields(doc: dict[str, Any], schema: IndexSchema) -> str | None:
+    """Why ``doc`` violates the index schema, or None."""
+    for name, value in doc.items():
+        if not name or len(name) > 256:
+            return f"field names must be 1-256 characters: {name[:40]!r}"
+        if value is None:
+            continue  # patch: remove the field; upsert: the same as absent
+        if name in schema.text:
+            if not isinstance(value, str):
+                return f"{name}: a text field takes a string"
+        elif name in schema.keyword:
+            values = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, str) and v for v in values):
+                return f"{name}: a keyword field takes a non-empty string or a list of them"
+            if any(len(v.encode("utf-8", errors="replace")) > 256 for v in values):
+                return f"{name}: keyword values are at most 256 bytes"
+            if len(values) > 256:
+                return f"{name}: at most 256 keyword values"
+        elif name in schema.number:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"{name}: a number field takes a number"
+            if not math.isfinite(float(value)):
+                return f"{name}: numbers must be finite"
+        elif name in schema.geo:
+            try:
+                GeoPoint.model_validate(value)
+            except ValidationError as e:
+                return f"{name}: a geo field takes {{lat, lon}} in range ({_first_error(e)})"
+    return None
+
+
+def document_json_schema() -> dict[str, Any]:
+    """JSON Schema of one document event, for producers in other languages."""
+    schema = _DocumentEnvelope.model_json_schema()
+    event = schema["properties"]["event"]
+    out: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **event,
+        "title": "rtindex document event",
+        "$defs": schema.get("$defs", {}),
+    }
+    return out

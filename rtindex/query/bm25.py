@@ -1,0 +1,54 @@
+"""BM25 over several text fields with boosts. Pure functions over numpy arrays.
+
+For a query term t, document d and text field f with boost w_f::
+
+    score(d) = sum_t idf(t) * sum_f w_f * tf(t,d,f) * (k1 + 1)
+                                    / (tf(t,d,f) + k1 * (1 - b + b * len(d,f) / avgdl(f)))
+    idf(t)   = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+
+N counts live documents; df(t) counts live documents with t in any text field; avgdl(f)
+is the mean token count of field f over live documents. This is Lucene's BM25 (its idf
+is never negative) summed over fields with per-field boosts, like Elasticsearch's
+``multi_match`` of type ``most_fields``. Query terms are de-duplicated: repeating a word
+in the query does not weigh it more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def idf(n_docs: int, df: int) -> float:
+    return math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+
+
+def term_scores(
+    tfs: npt.NDArray[np.uint16],
+    lengths: npt.NDArray[np.uint16],
+    avgdl: Sequence[float],
+    boosts: Sequence[float],
+    term_idf: float,
+    k1: float,
+    b: float,
+) -> FloatArray:
+    """One term's score for each of n documents.
+
+    ``tfs`` and ``lengths`` are (n, fields) arrays: the term's frequency and the
+    document's length in each text field.
+    """
+    tf = tfs.astype(np.float64)
+    dl = lengths.astype(np.float64)
+    avg = np.asarray(avgdl, dtype=np.float64)
+    # A field no live document has (avgdl 0) has tf 0 everywhere: any positive norm works.
+    avg = np.where(avg > 0, avg, 1.0)
+    norm = k1 * (1.0 - b + b * dl / avg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_field = np.where(tf > 0, tf * (k1 + 1.0) / (tf + norm), 0.0)
+    weighted: FloatArray = per_field @ np.asarray(boosts, dtype=np.float64)
+    return weighted * term_idf

@@ -1,0 +1,70 @@
+"""Decoding the index's binary strings (layout in rtindex.indexer.keys) into numpy arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+U32Array = npt.NDArray[np.uint32]
+U16Array = npt.NDArray[np.uint16]
+
+
+def decode_text_postings(blob: bytes | None, n_text: int) -> tuple[U32Array, U16Array]:
+    """A text posting string -> (sorted docnums, tf per text field as an (n, n_text) array)."""
+    dtype = np.dtype([("doc", ">u4"), ("tf", ">u2", (n_text,))])
+    if not blob:
+        return np.empty(0, np.uint32), np.empty((0, n_text), np.uint16)
+    rec = np.frombuffer(blob, dtype=dtype)
+    return rec["doc"].astype(np.uint32), rec["tf"].astype(np.uint16).reshape(-1, n_text)
+
+
+def decode_docnums(blob: bytes | None) -> U32Array:
+    """A keyword posting string -> sorted docnums."""
+    if not blob:
+        return np.empty(0, np.uint32)
+    return np.frombuffer(blob, dtype=">u4").astype(np.uint32)
+
+
+def gather_u16(
+    chunks: dict[int, bytes | None], docnums: U32Array, width: int, chunk_docs: int
+) -> U16Array:
+    """Rows of a u16 doc-value column (``width`` values per docnum) for the given docnums."""
+    out = np.zeros((len(docnums), width), np.uint16)
+    for chunk, blob in chunks.items():
+        if not blob:
+            continue
+        col = np.frombuffer(blob, dtype=">u2").reshape(-1, width)
+        sel = (docnums // chunk_docs) == chunk
+        slots = (docnums[sel] % chunk_docs).astype(np.int64)
+        ok = slots < len(col)
+        idx = np.flatnonzero(sel)[ok]
+        out[idx] = col[slots[ok]]
+    return out
+
+
+def gather_f64(
+    chunks: dict[int, bytes | None], docnums: U32Array, chunk_docs: int
+) -> npt.NDArray[np.float64]:
+    """Values of an f64 doc-value column for the given docnums (NaN where missing)."""
+    out = np.full(len(docnums), np.nan)
+    for chunk, blob in chunks.items():
+        if not blob:
+            continue
+        col = np.frombuffer(blob, dtype=">f8")
+        sel = (docnums // chunk_docs) == chunk
+        slots = (docnums[sel] % chunk_docs).astype(np.int64)
+        ok = slots < len(col)
+        idx = np.flatnonzero(sel)[ok]
+        out[idx] = col[slots[ok]]
+    return out
+
+
+def haversine_km(
+    lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], lat0: float, lon0: float
+) -> npt.NDArray[np.float64]:
+    r = 6371.0088  # mean Earth radius, km
+    p1, p2 = np.radians(lat), np.radians(lat0)
+    dp, dl = p2 - p1, np.radians(lon0) - np.radians(lon)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    out: npt.NDArray[np.float64] = 2 * r * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return out

@@ -1,0 +1,221 @@
+"""The query service: the contract's HTTP API over :class:`~rtindex.query.search.Searcher`.
+
+Read-only by design: no call writes. Bad parameters answer 422 with a reason; Redis
+being unreachable answers 503; anything else is a bug and is logged loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import redis.exceptions as rx
+import uvicorn
+from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import ValidationError
+
+from rtindex.query.search import (
+    MAX_K,
+    MAX_OFFSET,
+    MAX_Q_CHARS,
+    GeoFilter,
+    Searcher,
+    SearchRequest,
+)
+from rtindex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Contract parameter name -> schema field, where they differ.
+_PARAM_ALIASES = {"tag": "tags"}
+_FIXED = {"q", "k", "offset", "op", "lat", "lon", "radius_km", "user_id"}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "rtindex_query_seconds",
+            "Query service latency by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.errors = Counter(
+            "rtindex_query_errors_total",
+            "Query service errors by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.results = Histogram(
+            "rtindex_search_total_hits",
+            "Matching documents per search",
+            registry=self.registry,
+            buckets=(0, 1, 10, 100, 1000, 10_000, 100_000),
+        )
+
+
+def _unprocessable(reason: str) -> JSONResponse:
+    return JSONResponse({"detail": reason}, status_code=422)
+
+
+def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRequest:
+    """Query-string pairs -> a validated SearchRequest; ValueError/ValidationError -> 422."""
+    schema = searcher.schema
+    single: dict[str, str] = {}
+    keywords: dict[str, list[str]] = {}
+    ranges: dict[str, list[float | None]] = {}
+    for name, value in params:
+        field = _PARAM_ALIASES.get(name, name)
+        if field in schema.keyword:
+            keywords.setdefault(field, []).append(value)
+        elif name.endswith(("_min", "_max")) and name[:-4] in schema.number:
+            lo_hi = ranges.setdefault(name[:-4], [None, None])
+            lo_hi[0 if name.endswith("_min") else 1] = float(value)
+        elif name in _FIXED:
+            if name in single:
+                raise ValueError(f"{name!r} given more than once")
+            single[name] = value
+        else:
+            raise ValueError(f"unknown parameter {name!r}")
+    single.pop("user_id", None)  # personalization arrives with behavior recall
+    geo = None
+    geo_parts = [single.pop(p, None) for p in ("lat", "lon", "radius_km")]
+    if any(p is not None for p in geo_parts):
+        if any(p is None for p in geo_parts):
+            raise ValueError("lat, lon and radius_km go together")
+        if not schema.geo:
+            raise ValueError("the index schema has no geo field")
+        lat, lon, radius = (float(p) for p in geo_parts if p is not None)
+        geo = GeoFilter(field=schema.geo[0], lat=lat, lon=lon, radius_km=radius)
+    for name, (lo, hi) in ranges.items():
+        for v in (lo, hi):
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name}: range bounds must be finite numbers")
+    return SearchRequest.model_validate(
+        {
+            **single,
+            "keywords": {f: tuple(v) for f, v in keywords.items()},
+            "ranges": {f: tuple(v) for f, v in ranges.items()},
+            "geo": geo,
+        }
+    )
+
+
+def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
+    searcher = searcher or Searcher.connect(settings)
+    metrics = Metrics()
+    app = FastAPI(
+        title="rtindex query service",
+        version="1",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.searcher = searcher
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+        if response.status_code >= 400:
+            metrics.errors.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(rx.ConnectionError)
+    @app.exception_handler(rx.TimeoutError)
+    @app.exception_handler(rx.BusyLoadingError)
+    async def redis_down(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unavailable: %s", exc)
+        return JSONResponse({"detail": "the index store is unavailable"}, status_code=503)
+
+    @app.get("/search")
+    def search(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=MAX_Q_CHARS)],
+        k: Annotated[int, Query(ge=0, le=MAX_K)] = 10,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        op: Annotated[str, Query(pattern="^(or|and)$")] = "or",
+        category: Annotated[list[str] | None, Query()] = None,
+        city: Annotated[list[str] | None, Query()] = None,
+        tag: Annotated[list[str] | None, Query()] = None,
+        price_min: Annotated[float | None, Query()] = None,
+        price_max: Annotated[float | None, Query()] = None,
+        lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+        lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+        radius_km: Annotated[float | None, Query(gt=0, le=20_037.6)] = None,
+    ) -> Any:
+        # The typed parameters above document the default schema (and validate it);
+        # build_request reads the raw pairs so that other schemas' fields work too.
+        try:
+            req = build_request(list(request.query_params.multi_items()), searcher)
+            result = searcher.search(req)
+        except ValidationError as e:
+            err = e.errors(include_url=False, include_input=False)[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            return _unprocessable(f"{loc}: {err['msg']}" if loc else err["msg"])
+        except ValueError as e:
+            return _unprocessable(str(e))
+        metrics.results.observe(result["total"])
+        return result
+
+    @app.get("/docs/{doc_id}")
+    def get_document(doc_id: Annotated[str, Path(min_length=1, max_length=512)]) -> Any:
+        if len(doc_id.encode("utf-8", errors="replace")) > 512:
+            return _unprocessable("id must be at most 512 bytes")
+        doc = searcher.get_document(doc_id)
+        if doc is None:
+            return JSONResponse({"detail": f"no document {doc_id!r}"}, status_code=404)
+        return doc
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        try:
+            searcher.client.ping()
+        except (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError) as e:
+            return JSONResponse({"status": "not ready", "reason": f"redis: {e}"}, status_code=503)
+        return {"status": "ready"}
+
+    @app.get("/stats")
+    def stats() -> dict[str, Any]:
+        return {"index": searcher.index_stats()}
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host or settings.api.host,
+        port=settings.api.port if port is None else port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,220 @@
+"""The one settings object: every tunable of rtindex, typed and validated at start.
+
+Sources, later ones winning: defaults < a JSON or TOML file named by
+``RTINDEX_CONFIG`` < environment variables.  Environment variables are
+``RTINDEX_<SECTION>__<KEY>`` (for example ``RTINDEX_BM25__K1=1.4``) plus the
+contract's short names ``RTINDEX_KAFKA_BOOTSTRAP`` and ``RTINDEX_REDIS_URL``.
+Unknown keys, in the file or in ``RTINDEX_*`` variables, are rejected: a typo
+must fail loudly at start, not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextField(BaseModel):
+    model_config = _FROZEN
+    boost: float = Field(default=1.0, gt=0)
+
+
+class IndexSchema(BaseModel):
+    """Which document fields are indexed how. Any field not named is stored only."""
+
+    model_config = _FROZEN
+    text: dict[str, TextField] = Field(
+        default_factory=lambda: {"title": TextField(boost=2.0), "body": TextField(boost=1.0)}
+    )
+    keyword: tuple[str, ...] = ("category", "tags", "city")
+    number: tuple[str, ...] = ("price",)
+    geo: tuple[str, ...] = ("location",)
+
+    @model_validator(mode="after")
+    def _check(self) -> IndexSchema:
+        names = [*self.text, *self.keyword, *self.number, *self.geo]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"a field may have one index type only: {sorted(dup)}")
+        if not self.text:
+            raise ValueError("the schema needs at least one text field")
+        if len(self.text) > 8:
+            raise ValueError("at most 8 text fields (posting records carry one tf per text field)")
+        for n in names:
+            if not n or len(n) > 64 or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n):
+                raise ValueError(f"field names are identifiers of 1-64 characters: {n!r}")
+        return self
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        return tuple(self.text)
+
+
+class AnalysisSettings(BaseModel):
+    model_config = _FROZEN
+    # auto: rjieba when installed (its token parity with jieba is tested), else jieba.
+    engine: Literal["auto", "jieba", "rjieba"] = "auto"
+    # None: the built-in list (indexer/stopwords.txt); [] disables stop words.
+    stopwords: tuple[str, ...] | None = None
+    stopwords_file: Path | None = None
+    user_dict: Path | None = None
+    # Tokens longer than this (in characters) are dropped: they are noise, not words.
+    max_token_chars: int = Field(default=64, ge=1, le=256)
+
+
+class BM25Settings(BaseModel):
+    model_config = _FROZEN
+    k1: float = Field(default=1.2, ge=0)
+    b: float = Field(default=0.75, ge=0, le=1)
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+    bootstrap: str = "127.0.0.1:9092"
+    documents_topic: str = "rtindex.documents"
+    behaviors_topic: str = "rtindex.behaviors"
+    dlq_topic: str = "rtindex.dlq"
+    documents_group: str = "rtindex-documents"
+    behaviors_group: str = "rtindex-behaviors"
+    client_id: str = "rtindex"
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(default=50, ge=1, le=60_000)
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Passed through to the Kafka clients untouched (SASL/SSL settings, etc.).
+    security: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+class RedisSettings(BaseModel):
+    model_config = _FROZEN
+    url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "rti"
+    # Backoff for transient Redis errors: the consumer waits and retries, never commits.
+    retry_initial_s: float = Field(default=0.05, gt=0)
+    retry_max_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis url must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        # Braces would break Redis Cluster hash tags; ':' separates our key parts.
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,32}", v):
+            raise ValueError("namespace: 1-32 characters of [A-Za-z0-9_.-]")
+        return v
+
+
+class IndexSettings(BaseModel):
+    model_config = _FROZEN
+    schema_: IndexSchema = Field(default_factory=IndexSchema, alias="schema")
+    # Document-partitioned shards, each in its own Redis Cluster hash slot.
+    # Fixed for the life of an index (recorded in Redis, checked at start).
+    shards: int = Field(default=1, ge=1, le=1024)
+    # Tombstones are kept forever by default: see ARCHITECTURE.md for why.
+    tombstone_ttl_s: int | None = Field(default=None, ge=60)
+    max_message_bytes: int = Field(default=1 << 20, ge=1024)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ApiSettings(BaseModel):
+    model_config = _FROZEN
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Settings(BaseModel):
+    model_config = _FROZEN
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    bm25: BM25Settings = Field(default_factory=BM25Settings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with nested overrides merged in, validated again."""
+        return Settings.model_validate(_deep_merge(self.model_dump(by_alias=True), overrides))
+
+
+_SHORT_ENV = {
+    "RTINDEX_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "RTINDEX_REDIS_URL": ("redis", "url"),
+    "RTINDEX_NAMESPACE": ("redis", "namespace"),
+}
+# Variables that belong to the runtime rather than to the settings object.
+_NOT_SETTINGS = {"RTINDEX_CONFIG", "RTINDEX_DATA_DIR"}
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _env_value(raw: str) -> Any:
+    # JSON when it parses (numbers, lists, objects, booleans), else the plain string.
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith("RTINDEX_") or name in _NOT_SETTINGS:
+            continue
+        if name in _SHORT_ENV:
+            path: tuple[str, ...] = _SHORT_ENV[name]
+            value: Any = raw
+        else:
+            parts = name[len("RTINDEX_") :].lower().split("__")
+            if not all(parts):
+                raise ValueError(f"malformed settings variable {name}")
+            path, value = tuple(parts), _env_value(raw)
+        node = tree
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    return tree
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the settings file must hold an object")
+    return data
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < RTINDEX_CONFIG file < RTINDEX_* variables; raises on anything unknown."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if env.get("RTINDEX_CONFIG"):
+        data = load_file(Path(env["RTINDEX_CONFIG"]))
+    data = _deep_merge(data, _from_env(env))
+    return Settings.model_validate(data)

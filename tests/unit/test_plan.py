@@ -1,0 +1,99 @@
+"""Version rules and batch folding (pure)."""
+
+from __future__ import annotations
+
+from rtindex.indexer.docview import build_view
+from rtindex.indexer.events import DeleteEvent, PatchEvent, UpsertEvent
+from rtindex.indexer.plan import Outcome, Stored, group_by_id, plan_document
+from rtindex.settings import IndexSchema
+
+SCHEMA = IndexSchema()
+
+
+def tok(text: str) -> list[str]:
+    return text.split()
+
+
+def up(v: int, **doc: object) -> UpsertEvent:
+    return UpsertEvent(op="upsert", id="a", version=v, ts=v, doc=doc)
+
+
+def patch(v: int, **doc: object) -> PatchEvent:
+    return PatchEvent(op="patch", id="a", version=v, ts=v, doc=doc)
+
+
+def delete(v: int) -> DeleteEvent:
+    return DeleteEvent(op="delete", id="a", version=v, ts=v)
+
+
+def live(v: int, docnum: int, **doc: object) -> Stored:
+    return Stored(version=v, docnum=docnum, src=dict(doc), view=build_view(doc, SCHEMA, tok))
+
+
+def fold(base: Stored, *events: UpsertEvent | PatchEvent | DeleteEvent):  # type: ignore[no-untyped-def]
+    return plan_document("a", base, list(enumerate(events)), SCHEMA, tok)
+
+
+def test_new_document() -> None:
+    plan, out = fold(Stored(), up(1, title="x y"))
+    assert out == {0: Outcome.APPLIED}
+    assert plan is not None and plan.needs_docnum and plan.diff.add == {"x": (1, 0), "y": (1, 0)}
+
+
+def test_stale_and_duplicate() -> None:
+    plan, out = fold(live(5, 3, title="x"), up(4, title="old"), up(5, title="same"))
+    assert plan is None
+    assert out == {0: Outcome.STALE, 1: Outcome.DUPLICATE}
+
+
+def test_delete_is_final_for_older_versions() -> None:
+    tomb = Stored(version=9, deleted=True)
+    plan, out = fold(tomb, up(8, title="zombie"), patch(9, title="zombie"))
+    assert plan is None and out == {0: Outcome.STALE, 1: Outcome.DUPLICATE}
+    plan, out = fold(tomb, up(10, title="back"))
+    assert (
+        plan is not None and not plan.deleted and plan.needs_docnum and out == {0: Outcome.APPLIED}
+    )
+
+
+def test_events_in_one_batch_fold_in_order() -> None:
+    plan, out = fold(
+        Stored(),
+        up(1, title="a", price=1),
+        patch(2, price=2),
+        patch(3, title=None),
+        up(2, title="late"),
+    )
+    assert out == {0: Outcome.APPLIED, 1: Outcome.APPLIED, 2: Outcome.APPLIED, 3: Outcome.STALE}
+    assert plan is not None and plan.version == 3 and plan.src == {"price": 2}
+    assert plan.events == [0, 1, 2]
+
+
+def test_update_keeps_docnum_and_diffs() -> None:
+    plan, _ = fold(live(1, 42, title="a b"), patch(2, title="a c"))
+    assert plan is not None and plan.docnum == 42 and not plan.needs_docnum
+    assert (
+        plan.diff.add == {"c": (1, 0)} and plan.diff.remove == ("b",) and plan.diff.live_delta == 0
+    )
+
+
+def test_patch_of_missing_document_creates_it() -> None:
+    plan, out = fold(Stored(), patch(3, title="p", price=None))
+    assert out == {0: Outcome.APPLIED} and plan is not None and plan.src == {"title": "p"}
+
+
+def test_delete_of_unknown_document_leaves_a_tombstone() -> None:
+    plan, _ = fold(Stored(), delete(4))
+    assert plan is not None and plan.deleted and plan.version == 4 and plan.docnum is None
+    assert plan.diff.live_delta == 0
+
+
+def test_delete_then_recreate_in_one_batch_keeps_the_docnum() -> None:
+    plan, _ = fold(live(1, 7, title="a"), delete(2), up(3, title="b"))
+    assert plan is not None and not plan.deleted and plan.docnum == 7
+    assert plan.diff.add == {"b": (1, 0)} and plan.diff.remove == ("a",)
+
+
+def test_group_by_id_keeps_arrival_order() -> None:
+    a1, b1, a2 = up(1), DeleteEvent(op="delete", id="b", version=1, ts=1), up(2)
+    assert group_by_id([a1, b1, a2]) == {"a": [(0, a1), (2, a2)], "b": [(1, b1)]}
