@@ -159,7 +159,7 @@ _SHORT_ENV = {
     "RTINDEX_NAMESPACE": ("redis", "namespace"),
 }
 # Variables that belong to the runtime rather than to the settings object.
-_NOT_SETTINGS = {"RTINDEX_CONFIG", "RTINDEX_DATA_DIR"}
+_NOT_SETTINGS = {"RTINDEX_CONFIG", "RTINDEX_DATA_DIR", "RTINDEX_FAILPOINTS"}
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

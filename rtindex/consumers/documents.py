@@ -23,6 +23,7 @@ from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from rtindex.consumers.dlq import DeadLetter, DeadLetterQueue
+from rtindex.consumers.failpoints import failpoint
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.retry import Interrupted, retry_transient
 from rtindex.indexer.analysis import Analyzer
@@ -158,10 +159,11 @@ class DocumentConsumer:
             t0 = time.perf_counter()
             try:
                 counts = self.process(records, stop)
+                failpoint("after_apply_before_commit")
                 self.commit(records, stop)
             except Interrupted as e:
                 log.warning(
-                    "stopping during an outage (%s): the batch is not committed and will be redelivered",
+                    "stopping during an outage (%s): batch not committed, it will be redelivered",
                     e,
                 )
                 return

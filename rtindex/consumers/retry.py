@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis.exceptions as rx
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, RetriableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -21,7 +21,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     rx.TryAgainError,
     KafkaConnectionError,
     KafkaTimeoutError,
-    NoBrokersAvailable,
+    RetriableError,  # kafka-python's own class of errors worth retrying
 )
 
 

@@ -41,3 +41,57 @@ def digest(dump: dict[bytes, Any]) -> str:
 
     payload = orjson.dumps([[plain(k), plain(v)] for k, v in dump.items()])
     return hashlib.sha256(payload).hexdigest()
+
+
+def logical_dump(client: redis.Redis, namespace: str, shards: int, n_text: int) -> dict[str, Any]:
+    """The index's meaning, independent of docnums (which depend on how a stream happened
+    to be cut into batches): postings, keywords, doc values and lengths keyed by document
+    id; statistics without the docnum counter and chunk counters; and every key name
+    except the docnum-numbered chunks. Two correct runs over one stream agree on this.
+    """
+    from rtindex.indexer.keys import CHUNK_DOCS, Keys
+
+    keys = Keys(namespace, shards)
+    raw = dump_namespace(client, namespace)
+    out: dict[str, Any] = {"docs": {}, "postings": {}, "keywords": {}, "values": {}, "stats": {}}
+    names: list[str] = []
+    for s in range(shards):
+        prefix = keys.shard_prefix(s).encode()
+        id_of = {int(n): i.decode() for n, i in raw.get(keys.ids(s).encode(), [])}
+        for key, value in raw.items():
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix) :]
+            if rest.startswith(b"d:"):
+                fields = {k.decode(): v.decode() for k, v in value if k != b"n"}
+                out["docs"][rest[2:].decode()] = fields
+            elif rest.startswith(b"p:"):
+                rs = 4 + 2 * n_text
+                recs = [value[i : i + rs] for i in range(0, len(value), rs)]
+                out["postings"][rest[2:].decode()] = sorted(
+                    (id_of[int.from_bytes(r[:4], "big")], r[4:].hex()) for r in recs
+                )
+            elif rest.startswith(b"k:"):
+                out["keywords"][rest[2:].decode()] = sorted(
+                    id_of[int.from_bytes(value[i : i + 4], "big")] for i in range(0, len(value), 4)
+                )
+            elif rest.startswith((b"dl:", b"nv:")):
+                column, _, chunk = rest.decode().rpartition(":")
+                width = 2 * n_text if rest.startswith(b"dl:") else 8
+                for n, doc_id in id_of.items():
+                    if n // CHUNK_DOCS == int(chunk):
+                        off = (n % CHUNK_DOCS) * width
+                        out["values"].setdefault(doc_id, {})[column] = value[
+                            off : off + width
+                        ].hex()
+                continue  # chunk key names carry docnums
+            elif rest == b"st":
+                out["stats"][s] = {
+                    k.decode(): v.decode()
+                    for k, v in value
+                    if k != b"next" and not k.startswith(b"cl:")
+                }
+            names.append(key.decode("utf-8", errors="surrogateescape"))
+    names.extend(k.decode() for k in raw if not k.startswith(f"{namespace}:{{".encode()))
+    out["keys"] = sorted(n.replace(namespace, "<ns>", 1) for n in names)
+    return out

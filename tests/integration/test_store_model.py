@@ -46,7 +46,9 @@ fields = st.fixed_dictionaries(
         "tags": st.lists(st.sampled_from(["t1", "t2", "t3"]), max_size=2),
         "city": st.sampled_from(["杭州", "北京"]),
         "price": st.integers(0, 100),
-        "location": st.builds(lambda a, b: {"lat": a, "lon": b}, st.integers(-90, 90), st.integers(-180, 180)),
+        "location": st.builds(
+            lambda a, b: {"lat": a, "lon": b}, st.integers(-90, 90), st.integers(-180, 180)
+        ),
         "note": st.text(max_size=5),
     },
 )
@@ -62,7 +64,9 @@ def event(draw: st.DrawFn) -> UpsertEvent | PatchEvent | DeleteEvent:
     if op == "upsert":
         return UpsertEvent(op="upsert", id=doc_id, version=version, ts=version, doc=draw(fields))
     if op == "patch":
-        return PatchEvent(op="patch", id=doc_id, version=version, ts=version, doc=draw(patch_fields))
+        return PatchEvent(
+            op="patch", id=doc_id, version=version, ts=version, doc=draw(patch_fields)
+        )
     return DeleteEvent(op="delete", id=doc_id, version=version, ts=version)
 
 
@@ -107,11 +111,17 @@ def client(redis_server: RedisServer) -> Any:
     c.close()
 
 
-@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batches=deliveries(), shards=st.sampled_from([1, 3]))
-def test_store_matches_the_model(client: redis.Redis, redis_server: RedisServer, batches: list[list[Any]], shards: int) -> None:
+def test_store_matches_the_model(
+    client: redis.Redis, redis_server: RedisServer, batches: list[list[Any]], shards: int
+) -> None:
     ns = "m" + uuid.uuid4().hex[:10]
-    settings = Settings().with_overrides({"redis": {"url": redis_server.url, "namespace": ns}, "index": {"shards": shards}})
+    settings = Settings().with_overrides(
+        {"redis": {"url": redis_server.url, "namespace": ns}, "index": {"shards": shards}}
+    )
     store = DocumentStore(client, settings)
     store.ensure_layout()
     try:
@@ -130,7 +140,9 @@ def test_store_matches_the_model(client: redis.Redis, redis_server: RedisServer,
             client.delete(*keys)
 
 
-def check_against_model(client: redis.Redis, settings: Settings, want: dict[str, tuple[int, dict[str, Any] | None]]) -> None:
+def check_against_model(
+    client: redis.Redis, settings: Settings, want: dict[str, tuple[int, dict[str, Any] | None]]
+) -> None:
     schema = settings.index.schema_
     keys = Keys(settings.redis.namespace, settings.index.shards)
     store = DocumentStore(client, settings)
@@ -169,12 +181,16 @@ def check_against_model(client: redis.Redis, settings: Settings, want: dict[str,
         chunks.add((shard, docnum // CHUNK_DOCS))
         expected_keys.add(keys.ids(shard).encode())
     for shard in range(keys.shards):
-        stats_want[shard]["terms"] = sum(1 for k in postings_want if k.startswith(keys.shard_prefix(shard)))
+        stats_want[shard]["terms"] = sum(
+            1 for k in postings_want if k.startswith(keys.shard_prefix(shard))
+        )
     expected_keys.update(k.encode() for k in postings_want)
     expected_keys.update(k.encode() for k in keywords_want)
     for shard, chunk in chunks:
         expected_keys.add(keys.doc_lengths(shard, chunk).encode())
-        expected_keys.update(keys.numeric(shard, c, chunk).encode() for c in numeric_columns(schema))
+        expected_keys.update(
+            keys.numeric(shard, c, chunk).encode() for c in numeric_columns(schema)
+        )
 
     # Docnums: a bijection between the ids hash and the live documents.
     by_docnum: dict[tuple[int, int], str] = {}
@@ -189,7 +205,10 @@ def check_against_model(client: redis.Redis, settings: Settings, want: dict[str,
         shard = int(key.split("{s")[1].split("}")[0])
         docnums, tfs = decode_text_postings(client.get(key), len(schema.text_fields))
         assert list(docnums) == sorted(docnums) and len(set(docnums)) == len(docnums)
-        found = {by_docnum[(shard, int(n))]: tuple(int(x) for x in row) for n, row in zip(docnums, tfs, strict=True)}
+        found = {
+            by_docnum[(shard, int(n))]: tuple(int(x) for x in row)
+            for n, row in zip(docnums, tfs, strict=True)
+        }
         assert found == docs, key
     for key, ids in keywords_want.items():
         shard = int(key.split("{s")[1].split("}")[0])
@@ -201,7 +220,11 @@ def check_against_model(client: redis.Redis, settings: Settings, want: dict[str,
         raw = client.hgetall(keys.stats(shard))
         if raw:
             expected_keys.add(keys.stats(shard).encode())
-        have = {k.decode(): int(v) for k, v in raw.items() if k not in (b"next",) and not k.startswith(b"cl:")}
+        have = {
+            k.decode(): int(v)
+            for k, v in raw.items()
+            if k not in (b"next",) and not k.startswith(b"cl:")
+        }
         have = {k: v for k, v in have.items() if v}
         assert have == {k: v for k, v in stats_want[shard].items() if v}, shard
         chunk_counts = {int(k[3:]): int(v) for k, v in raw.items() if k.startswith(b"cl:")}
@@ -209,4 +232,7 @@ def check_against_model(client: redis.Redis, settings: Settings, want: dict[str,
         assert chunk_counts == dict(live_per_chunk)
 
     present = set(client.scan_iter(match=f"{settings.redis.namespace}:*", count=1000))
-    assert present == expected_keys, {"orphans": present - expected_keys, "missing": expected_keys - present}
+    assert present == expected_keys, {
+        "orphans": present - expected_keys,
+        "missing": expected_keys - present,
+    }

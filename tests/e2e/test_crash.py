@@ -1,0 +1,150 @@
+"""Crash between the Redis write and the offset commit: the restarted consumer converges.
+
+The consumer process SIGKILLs itself (a fail point) after applying its 3rd batch to
+Redis and before committing it. After a restart, the index must be identical, in
+meaning, to the index a clean run builds from the same topic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import redis
+from kafka.admin import KafkaAdminClient
+
+from helpers import wait_until
+from rtindex.consumers.kafka_config import kafka_client_config
+from rtindex.consumers.publish import make_producer
+from rtindex.corpus import peoples_daily_paragraphs
+from rtindex.indexer.dump import logical_dump
+from rtindex.settings import Settings
+
+pytestmark = pytest.mark.e2e
+SEED = 20261122
+
+
+def mixed_stream(n_docs: int, n_events: int) -> list[bytes]:
+    """Upserts, patches and deletes with duplicates, stale versions and bad messages."""
+    rng = random.Random(SEED)
+    texts = peoples_daily_paragraphs()[:500]
+    version = {f"pd-{i}": 0 for i in range(n_docs)}
+    out: list[bytes] = []
+    for _ in range(n_events):
+        doc_id = rng.choice(list(version))
+        roll = rng.random()
+        if roll < 0.05:
+            out.append(b'{"op": "upsert", "id": "' + doc_id.encode() + b'", "version": -1}')
+            continue
+        if roll < 0.12 and out:
+            out.append(rng.choice(out))  # a duplicate (or a stale event, if overtaken)
+            continue
+        version[doc_id] += rng.randint(1, 2)
+        ev: dict[str, Any] = {"id": doc_id, "version": version[doc_id], "ts": 1_795_389_000_000}
+        if roll < 0.22:
+            ev |= {"op": "delete"}
+        elif roll < 0.40:
+            ev |= {"op": "patch", "doc": {"price": rng.randint(1, 500), "body": rng.choice(texts)}}
+        else:
+            ev |= {
+                "op": "upsert",
+                "doc": {
+                    "title": rng.choice(texts)[:20],
+                    "body": rng.choice(texts),
+                    "city": rng.choice(["北京", "上海", "杭州"]),
+                    "price": rng.randint(1, 500),
+                },
+            }
+        out.append(json.dumps(ev, ensure_ascii=False).encode())
+    return out
+
+
+def publish(settings: Settings, values: list[bytes]) -> dict[int, int]:
+    """Publish keyed by id; return the end offset of every partition written."""
+    producer = make_producer(settings)
+    ends: dict[int, int] = {}
+    try:
+        futures = []
+        for v in values:
+            try:
+                key = json.loads(v)["id"].encode()
+            except (ValueError, KeyError):
+                key = None
+            futures.append(producer.send(settings.kafka.documents_topic, key=key, value=v))
+        producer.flush()
+        for f in futures:
+            md = f.get(timeout=10)
+            ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
+    finally:
+        producer.close()
+    return ends
+
+
+def committed(settings: Settings, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(**kafka_client_config(settings))
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: om.offset for tp, om in offsets.items() if om.offset >= 0}
+
+
+def consumer_process(
+    settings: Settings, namespace: str, group: str, failpoints: str = ""
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTINDEX_")}
+    env |= {
+        "RTINDEX_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "RTINDEX_REDIS_URL": settings.redis.url,
+        "RTINDEX_NAMESPACE": namespace,
+        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": settings.kafka.documents_topic,
+        "RTINDEX_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
+        "RTINDEX_KAFKA__DOCUMENTS_GROUP": group,
+        "RTINDEX_KAFKA__MAX_BATCH": "40",
+        "RTINDEX_LOG_LEVEL": "WARNING",
+    }
+    if failpoints:
+        env["RTINDEX_FAILPOINTS"] = failpoints
+    return subprocess.Popen([sys.executable, "-m", "rtindex", "consume", "documents"], env=env)
+
+
+def drain(settings: Settings, namespace: str, group: str, ends: dict[int, int]) -> None:
+    """Run a consumer until its group has committed every partition's end, then SIGTERM it."""
+    proc = consumer_process(settings, namespace, group)
+    try:
+        wait_until(
+            lambda: committed(settings, group) == ends,
+            timeout=120,
+            interval=0.2,
+            message=lambda: f"committed {committed(settings, group)} of {ends}",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "the consumer did not stop cleanly on SIGTERM"
+
+
+def test_kill_between_apply_and_commit(topics: Settings, redis_client: redis.Redis) -> None:
+    s = topics
+    ends = publish(s, mixed_stream(n_docs=60, n_events=400))
+    crash_ns, clean_ns = s.redis.namespace + "c", s.redis.namespace + "k"
+    crash_group, clean_group = s.kafka.documents_group + "-c", s.kafka.documents_group + "-k"
+
+    proc = consumer_process(s, crash_ns, crash_group, "after_apply_before_commit=kill@3")
+    assert proc.wait(timeout=120) == -signal.SIGKILL
+    after_crash = committed(s, crash_group)
+    assert sum(after_crash.values()) < sum(ends.values()), "the crashed batch must not be committed"
+    assert redis_client.exists(f"{crash_ns}:{{s0}}:st"), "the crashed batch was written to Redis"
+
+    drain(s, crash_ns, crash_group, ends)  # restart: the crashed batch is delivered again
+    drain(s, clean_ns, clean_group, ends)  # a clean pass over the same topic
+    n_text = len(s.index.schema_.text_fields)
+    crashed = logical_dump(redis_client, crash_ns, 1, n_text)
+    clean = logical_dump(redis_client, clean_ns, 1, n_text)
+    assert crashed["docs"], "the stream must have produced documents"
+    assert crashed == clean
