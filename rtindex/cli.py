@@ -71,11 +71,12 @@ def cmd_produce(args: argparse.Namespace) -> int:
         "documents": settings.kafka.documents_topic,
         "behaviors": settings.kafka.behaviors_topic,
     }[args.stream]
-    source = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")
-    with source:
-        n = publish_jsonl(
-            settings, topic, source, key_field="id" if args.stream == "documents" else "user_id"
-        )
+    key_field = "id" if args.stream == "documents" else "user_id"
+    if args.file == "-":
+        n = publish_jsonl(settings, topic, sys.stdin.buffer, key_field=key_field)
+    else:
+        with Path(args.file).open("rb") as source:
+            n = publish_jsonl(settings, topic, source, key_field=key_field)
     print(f"published {n} events to {topic}", file=sys.stderr)
     return 0
 

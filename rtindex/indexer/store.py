@@ -79,10 +79,12 @@ class DocumentStore:
             "shards": str(self.keys.shards),
             "schema": schema_fingerprint(self.schema),
         }
-        self.client.hsetnx(self.keys.meta, "layout", want["layout"])
-        self.client.hsetnx(self.keys.meta, "shards", want["shards"])
-        self.client.hsetnx(self.keys.meta, "schema", want["schema"])
-        have = {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.meta).items()}
+        pipe = self.client.pipeline(transaction=False)
+        for k, v in want.items():
+            pipe.hsetnx(self.keys.meta, k, v)
+        pipe.hgetall(self.keys.meta)
+        stored: dict[bytes, bytes] = pipe.execute()[-1]
+        have = {k.decode(): v.decode() for k, v in stored.items()}
         for k, v in want.items():
             if have.get(k) != v:
                 raise LayoutMismatch(

@@ -31,7 +31,7 @@ def idf(n_docs: int, df: int) -> float:
 def term_scores(
     tfs: npt.NDArray[np.uint16],
     lengths: npt.NDArray[np.uint16],
-    avgdl: Sequence[float],
+    avgdl: Sequence[float] | FloatArray,
     boosts: Sequence[float],
     term_idf: float,
     k1: float,

@@ -190,12 +190,12 @@ class Searcher:
                 continue
             mask = np.ones(len(c), bool)
             for name, (lo, hi) in req.ranges.items():
-                vals = gather_f64(col_chunks[name], c, CHUNK_DOCS)
+                column = gather_f64(col_chunks[name], c, CHUNK_DOCS)
                 if lo is not None:
-                    mask &= vals >= lo
+                    mask &= column >= lo
                 if hi is not None:
-                    mask &= vals <= hi
-                mask &= ~np.isnan(vals)
+                    mask &= column <= hi
+                mask &= ~np.isnan(column)
             if req.geo is not None:
                 lat_col, lon_col = geo_columns(req.geo.field)
                 lat = gather_f64(col_chunks[lat_col], c, CHUNK_DOCS)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-
 from helpers import wait_until
+
 from rtindex.consumers.documents import DocumentConsumer
 from rtindex.consumers.topics import ensure_topics
 from rtindex.query.server import create_app

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import redis
+from helpers import wait_until
 from kafka.admin import KafkaAdminClient
 
-from helpers import wait_until
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.publish import make_producer
 from rtindex.corpus import peoples_daily_paragraphs

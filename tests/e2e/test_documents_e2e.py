@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import wait_until
 from kafka import KafkaConsumer
 
-from helpers import wait_until
 from rtindex.consumers.documents import DocumentConsumer
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.publish import make_producer

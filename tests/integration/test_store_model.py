@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from rtindex.indexer.batch import index_documents

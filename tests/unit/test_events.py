@@ -109,7 +109,8 @@ def test_contract_examples_decode_to_their_types() -> None:
             "schema_violation",
         ),
         (
-            b'{"op": "upsert", "id": "a", "version": 1, "ts": 1, "doc": {"location": {"lat": 91, "lon": 0}}}',
+            b'{"op": "upsert", "id": "a", "version": 1, "ts": 1, '
+            b'"doc": {"location": {"lat": 91, "lon": 0}}}',
             "schema_violation",
         ),
         (

@@ -1,0 +1,86 @@
+"""A Redis outage: the consumer waits and retries, commits nothing, loses nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+from helpers import wait_until
+from kafka.admin import KafkaAdminClient
+
+from rtindex.consumers.documents import DocumentConsumer
+from rtindex.consumers.kafka_config import kafka_client_config
+from rtindex.consumers.publish import make_producer
+from rtindex.consumers.topics import ensure_topics
+from rtindex.runtime.servers import RedisServer
+from rtindex.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+def committed_total(settings: Settings) -> int:
+    admin = KafkaAdminClient(**kafka_client_config(settings))
+    try:
+        offsets = admin.list_group_offsets(settings.kafka.documents_group).get(
+            settings.kafka.documents_group, {}
+        )
+    finally:
+        admin.close()
+    return sum(om.offset for om in offsets.values() if om.offset >= 0)
+
+
+def publish(settings: Settings, first: int, count: int) -> None:
+    producer = make_producer(settings)
+    try:
+        for i in range(first, first + count):
+            ev = {
+                "op": "upsert",
+                "id": f"d{i}",
+                "version": 1,
+                "ts": 0,
+                "doc": {"title": f"doc{i} 标题"},
+            }
+            producer.send(
+                settings.kafka.documents_topic, key=f"d{i}".encode(), value=json.dumps(ev).encode()
+            )
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def test_consumer_waits_out_a_redis_outage(settings: Settings, tmp_path: Path) -> None:
+    server = RedisServer.start(data_dir=tmp_path / "redis")
+    s = settings.with_overrides({"redis": {"url": server.url, "retry_max_s": 0.5}})
+    ensure_topics(s, partitions=3)
+    consumer = DocumentConsumer(s)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        publish(s, 0, 50)
+        wait_until(lambda: consumer.totals.events["applied"] == 50, timeout=30)
+        wait_until(lambda: committed_total(s) == 50, timeout=30)
+
+        server.stop()
+        publish(s, 50, 50)
+        wait_until(
+            lambda: consumer.totals.redis_retries >= 3, timeout=30, message="no retries seen"
+        )
+        assert committed_total(s) == 50, "nothing may be committed while Redis is down"
+        assert thread.is_alive(), "the consumer must wait, not die"
+
+        server.restart()
+        wait_until(lambda: committed_total(s) == 100, timeout=60)
+        client = redis.Redis.from_url(server.url)
+        n = int(client.hget(f"{s.redis.namespace}:{{s0}}:st", "N") or 0)
+        client.close()
+        assert n == 100
+        assert consumer.totals.events["applied"] == 100
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        consumer.close()
+        server.stop()
