@@ -2,8 +2,8 @@
 --
 -- KEYS[1] = the shard's stats hash, KEYS[2] = its docnum -> id hash, then every key the
 -- ops name (all in the shard's hash slot, all declared: Redis Cluster safe).
--- ARGV[1] = JSON list of ops whose numbers index KEYS / ARGV; ARGV[2] = text posting
--- record size. Binary payloads (records, doc values) travel as their own ARGV entries,
+-- ARGV[1] = JSON list of per-document ops whose numbers index KEYS / ARGV; ARGV[2] = text
+-- posting record size; ARGV[3] = JSON list of grouped appends (pass 2 below). Binary payloads (records, doc values) travel as their own ARGV entries,
 -- built by Python, so this script never packs bytes.
 --
 -- Each op first compares the document's stored version with the one the plan was made
@@ -40,13 +40,13 @@ end
 -- Insert a record, or replace the record with the same docnum. New docnums are the
 -- largest, so the common case is an APPEND with no search.
 local function put(key, rs, rec)
-  local len = redis.call('STRLEN', key)
-  if len == 0 then
+  local last = redis.call('GETRANGE', key, -rs, -rs + 3)
+  if last == '' then
     redis.call('SET', key, rec)
     return 1
   end
   local target = num(rec)
-  if num(redis.call('GETRANGE', key, len - rs, len - rs + 3)) < target then
+  if num(last) < target then
     redis.call('APPEND', key, rec)
     return 0
   end
@@ -77,7 +77,9 @@ local function drop(key, rs, target)
   return 0
 end
 
+-- Pass 1: per document, in order. Statistics deltas are summed and written once.
 local results = {}
+local acc = {}
 for i, op in ipairs(ops) do
   local dkey = KEYS[op.d]
   local current = redis.call('HGET', dkey, 'v') or ''
@@ -94,7 +96,7 @@ for i, op in ipairs(ops) do
     for _, k in ipairs(op.ka or {}) do put(KEYS[k], 4, ARGV[op.nb]) end
     if op.dl then redis.call('SETRANGE', KEYS[op.dl[1]], op.dl[2], ARGV[op.dl[3]]) end
     for _, a in ipairs(op.nv or {}) do redis.call('SETRANGE', KEYS[a[1]], a[2], ARGV[a[3]]) end
-    for _, s in ipairs(op.st or {}) do redis.call('HINCRBY', stats, s[1], s[2]) end
+    for _, s in ipairs(op.st or {}) do acc[s[1]] = (acc[s[1]] or 0) + s[2] end
 
     if op.k == 2 then
       -- delete: a versioned tombstone, so no older event can bring the document back
@@ -110,12 +112,54 @@ for i, op in ipairs(ops) do
       redis.call('HSET', dkey, 'v', ARGV[op.v], 'ts', ARGV[op.ts], 'n', docnum,
         'src', ARGV[op.src], 'ix', ARGV[op.ix])
     end
-    -- a doc-value chunk with no live document left is deleted with its counter
-    if op.cz and tonumber(redis.call('HGET', stats, op.cz[1]) or '0') <= 0 then
-      redis.call('HDEL', stats, op.cz[1])
-      for _, k in ipairs(op.cz[2]) do redis.call('DEL', KEYS[k]) end
+  end
+end
+
+-- Pass 2: new documents' postings, grouped by key across the batch: [key, records,
+-- record size, op of each record], records ascending by docnum. `top` is the largest
+-- docnum of any document ever applied in this shard: every record in every posting
+-- string is at most `top`, so a group starting above it is appended blindly (one call).
+-- Otherwise (another writer got later docnums in first) each record is placed by search.
+local top = tonumber(redis.call('HGET', stats, 'top') or '-1')
+local new_top = top
+for _, g in ipairs(cjson.decode(ARGV[3])) do
+  local key, blob, rs, owners = KEYS[g[1]], ARGV[g[2]], g[3], g[4]
+  local all_ok = true
+  for _, o in ipairs(owners) do
+    if results[o] == 0 then all_ok = false break end
+  end
+  local last = num(string.sub(blob, -rs, -rs + 3))
+  if last > new_top and all_ok then new_top = last end
+  if all_ok and num(blob) > top then
+    local len = redis.call('APPEND', key, blob)
+    if len == #blob and rs == RS then terms_delta = terms_delta + 1 end
+  else
+    for j, o in ipairs(owners) do
+      if results[o] == 1 then
+        local rec = string.sub(blob, (j - 1) * rs + 1, j * rs)
+        local added = put(key, rs, rec)
+        if rs == RS then terms_delta = terms_delta + added end
+        if num(rec) > new_top then new_top = num(rec) end
+      end
     end
   end
 end
-if terms_delta ~= 0 then redis.call('HINCRBY', stats, 'terms', terms_delta) end
+for i, op in ipairs(ops) do
+  if results[i] == 1 and op.new == 1 and tonumber(ARGV[op.n]) > new_top then
+    new_top = tonumber(ARGV[op.n])
+  end
+end
+if new_top > top then redis.call('HSET', stats, 'top', new_top) end
+
+if terms_delta ~= 0 then acc['terms'] = (acc['terms'] or 0) + terms_delta end
+for name, delta in pairs(acc) do
+  if delta ~= 0 then redis.call('HINCRBY', stats, name, delta) end
+end
+-- a doc-value chunk with no live document left is deleted with its counter
+for i, op in ipairs(ops) do
+  if results[i] == 1 and op.cz and tonumber(redis.call('HGET', stats, op.cz[1]) or '0') <= 0 then
+    redis.call('HDEL', stats, op.cz[1])
+    for _, k in ipairs(op.cz[2]) do redis.call('DEL', KEYS[k]) end
+  end
+end
 return results

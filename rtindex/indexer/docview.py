@@ -39,7 +39,7 @@ class IndexedView:
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
-                "t": {t: list(tf) for t, tf in self.terms.items()},
+                "t": self.terms,  # tuples serialize as arrays
                 "l": list(self.lengths),
                 "k": sorted(self.keywords),
                 "n": self.numbers,
@@ -87,12 +87,8 @@ def build_view(
             continue
         value = doc.get(name)
         per_field.append(Counter(tokenize(value)) if isinstance(value, str) else Counter())
-    nf = len(per_field)
-    terms: dict[str, list[int]] = {}
-    for i, counts in enumerate(per_field):
-        for term, tf in counts.items():
-            terms.setdefault(term, [0] * nf)[i] = min(tf, U16_MAX)
-    lengths = tuple(min(sum(c.values()), U16_MAX) for c in per_field)
+    terms = _merge_fields(per_field)
+    lengths = tuple(min(c.total(), U16_MAX) for c in per_field)
 
     keywords: set[tuple[str, str]] = set()
     for name in schema.keyword:
@@ -112,11 +108,30 @@ def build_view(
             numbers[lat_col] = float(point["lat"])
             numbers[lon_col] = float(point["lon"])
     return IndexedView(
-        terms={t: tuple(tf) for t, tf in terms.items()},
+        terms=terms,
         lengths=lengths,
         keywords=frozenset(keywords),
         numbers=numbers,
     )
+
+
+def _merge_fields(per_field: list[Counter[str]]) -> dict[str, tuple[int, ...]]:
+    """term -> tf in each field (saturating at u16), from each field's term counts."""
+    if len(per_field) == 2:  # the default schema: the fast path
+        a, b = per_field
+        out: dict[str, tuple[int, ...]] = {
+            t: (min(n, U16_MAX), min(b.get(t, 0), U16_MAX)) for t, n in a.items()
+        }
+        for t, n in b.items():
+            if t not in a:
+                out[t] = (0, min(n, U16_MAX))
+        return out
+    nf = len(per_field)
+    merged: dict[str, list[int]] = {}
+    for i, counts in enumerate(per_field):
+        for term, tf in counts.items():
+            merged.setdefault(term, [0] * nf)[i] = min(tf, U16_MAX)
+    return {t: tuple(tf) for t, tf in merged.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ def logical_dump(client: redis.Redis, namespace: str, shards: int, n_text: int) 
                 out["stats"][s] = {
                     k.decode(): v.decode()
                     for k, v in value
-                    if k != b"next" and not k.startswith(b"cl:")
+                    if k not in (b"next", b"top") and not k.startswith(b"cl:")
                 }
             names.append(key.decode("utf-8", errors="surrogateescape"))
     names.extend(k.decode() for k in raw if not k.startswith(f"{namespace}:{{".encode()))

@@ -8,8 +8,9 @@ shards and sum their statistics, so BM25 is global whatever the shard count.
 Per shard (prefix ``<ns>:{s<i>}:``):
 
 =================  =====  ==========================================================
-``st``             hash   N (live docs), next (docnum counter), tl:<field> (total
-                          tokens per text field), terms, postings, tombstones
+``st``             hash   N (live docs), next (docnum counter), top (largest docnum
+                          applied), cl:<chunk> (live docs per doc-value chunk),
+                          tl:<field> (tokens per text field), terms, postings, tombstones
 ``d:<id>``         hash   forward index: v (version), n (docnum), src (stored JSON),
                           t (indexed terms JSON), ts; a tombstone is {v, del=1, ts}
 ``ids``            hash   docnum -> id

@@ -35,6 +35,9 @@ def record(docnum: int, tfs: tuple[int, ...]) -> bytes:
     return struct.pack(f">I{len(tfs)}H", docnum, *tfs)
 
 
+_DOCNUM = struct.Struct(">I")
+
+
 def schema_fingerprint(schema: IndexSchema) -> str:
     # Only what changes the stored bytes: text field order (record layout) and columns.
     return orjson.dumps({"text": list(schema.text), "cols": list(numeric_columns(schema))}).decode()
@@ -42,11 +45,35 @@ def schema_fingerprint(schema: IndexSchema) -> str:
 
 @dataclass(slots=True)
 class _Args:
-    """KEYS and ARGV of one script call, with the keys de-duplicated."""
+    """KEYS and ARGV of one script call, with the keys de-duplicated, and the postings of
+    new documents grouped by key (one APPEND per key per batch in the usual case)."""
 
     keys: list[str]
-    argv: list[bytes | str] = field(default_factory=lambda: ["", ""])
+    argv: list[bytes | str] = field(default_factory=lambda: ["", "", ""])
     _index: dict[str, int] = field(default_factory=dict)
+    # key index -> (record size, records, 1-based op of each record)
+    groups: dict[int, tuple[int, list[bytes], list[int]]] = field(default_factory=dict)
+
+    def group_many(self, names: list[str], size: int, recs: list[bytes], op: int) -> None:
+        """Add one document's records (one per key) to the groups of those keys."""
+        index, keys, groups = self._index, self.keys, self.groups
+        for name, rec in zip(names, recs, strict=True):
+            i = index.get(name)
+            if i is None:
+                keys.append(name)
+                i = index[name] = len(keys)
+            g = groups.get(i)
+            if g is None:
+                groups[i] = (size, [rec], [op])
+            else:
+                g[1].append(rec)
+                g[2].append(op)
+
+    def grouped(self) -> bytes:
+        out = []
+        for key, (size, recs, ops) in self.groups.items():
+            out.append([key, self.arg(b"".join(recs)), size, ops])
+        return orjson.dumps(out)
 
     def key(self, name: str) -> int:
         i = self._index.get(name)
@@ -69,6 +96,7 @@ class DocumentStore:
         self.columns = numeric_columns(self.schema)
         self.n_text = len(self.schema.text_fields)
         self.record_size = 4 + 2 * self.n_text
+        self._rec = struct.Struct(f">I{self.n_text}H")
         self._apply = client.register_script(_APPLY_LUA)
 
     # -- layout -------------------------------------------------------------------
@@ -138,9 +166,10 @@ class DocumentStore:
         order: list[list[DocPlan]] = []
         for shard, ps in by_shard.items():
             args = _Args(keys=[self.keys.stats(shard), self.keys.ids(shard)])
-            ops = [self._op(shard, p, args) for p in ps]
+            ops = [self._op(shard, p, args, i) for i, p in enumerate(ps, 1)]
             args.argv[0] = orjson.dumps(ops)
             args.argv[1] = str(self.record_size)
+            args.argv[2] = args.grouped()
             self._apply(keys=args.keys, args=args.argv, client=pipe)
             order.append(ps)
         conflicts: list[DocPlan] = []
@@ -148,7 +177,7 @@ class DocumentStore:
             conflicts.extend(p for p, ok in zip(ps, results, strict=True) if not ok)
         return conflicts
 
-    def _op(self, shard: int, p: DocPlan, a: _Args) -> dict[str, Any]:
+    def _op(self, shard: int, p: DocPlan, a: _Args, position: int) -> dict[str, Any]:
         k = self.keys
         base = "" if p.base.version is None else str(p.base.version)
         op: dict[str, Any] = {
@@ -194,18 +223,37 @@ class DocumentStore:
                 for col in self.columns
             ]
         if docnum is not None:
+            nb = _DOCNUM.pack(docnum)
             op["n"] = a.arg(str(docnum))
-            op["nb"] = a.arg(struct.pack(">I", docnum))
-            op["pr"] = [a.key(k.postings(shard, t)) for t in d.remove]
-            op["kr"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_remove]
-            op["pa"] = [
-                [a.key(k.postings(shard, t)), a.arg(record(docnum, tf))] for t, tf in d.add.items()
-            ]
-            op["pu"] = [
-                [a.key(k.postings(shard, t)), a.arg(record(docnum, tf))]
-                for t, tf in d.update.items()
-            ]
-            op["ka"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_add]
+            op["nb"] = a.arg(nb)
+            if p.base.live:
+                # An update: few postings change, each found by binary search.
+                op["pr"] = [a.key(k.postings(shard, t)) for t in d.remove]
+                op["kr"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_remove]
+                op["pa"] = [
+                    [a.key(k.postings(shard, t)), a.arg(self._rec.pack(docnum, *tf))]
+                    for t, tf in d.add.items()
+                ]
+                op["pu"] = [
+                    [a.key(k.postings(shard, t)), a.arg(self._rec.pack(docnum, *tf))]
+                    for t, tf in d.update.items()
+                ]
+                op["ka"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_add]
+            else:
+                # A new document: its docnum is fresh, so its postings join the groups.
+                rec, prefix = self._rec.pack, k.postings_prefix(shard)
+                a.group_many(
+                    [prefix + t for t in d.add],
+                    self.record_size,
+                    [rec(docnum, *tf) for tf in d.add.values()],
+                    position,
+                )
+                a.group_many(
+                    [k.keyword(shard, f, v) for f, v in d.keywords_add],
+                    4,
+                    [nb] * len(d.keywords_add),
+                    position,
+                )
             chunk = docnum // CHUNK_DOCS
             counter = f"cl:{chunk}"
             if d.live_delta:
