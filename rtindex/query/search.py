@@ -23,6 +23,7 @@ from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.connection import connect
 from rtindex.indexer.keys import CHUNK_DOCS, Keys, geo_columns
 from rtindex.query.bm25 import idf, term_scores
+from rtindex.query.matching import and_requirements
 from rtindex.query.postings import (
     decode_docnums,
     decode_text_postings,
@@ -156,9 +157,17 @@ class Searcher:
         for _s, postings, allowed in per_shard:
             lists = [d for d, _ in postings]
             if req.op == "and":
-                c = lists[0]
-                for other in lists[1:]:
-                    c = np.intersect1d(c, other, assume_unique=True)
+                by_term = dict(zip(terms, lists, strict=True))
+                c = None
+                for need in and_requirements(terms):
+                    ok = by_term[need.term]
+                    if need.cover:
+                        alt = by_term[need.cover[0]]
+                        for part in need.cover[1:]:
+                            alt = np.intersect1d(alt, by_term[part], assume_unique=True)
+                        ok = np.union1d(ok, alt)
+                    c = ok if c is None else np.intersect1d(c, ok, assume_unique=True)
+                assert c is not None  # a query with terms has at least one requirement
             else:
                 c = np.unique(np.concatenate(lists))
             for a in allowed:

@@ -80,6 +80,13 @@ def test_lifecycle_through_kafka_and_http(
     assert ids(api, q="餐饮 杭帮菜 烤鸭 english", city="杭州", price_max=50) == ["poi-3"]
     assert ids(api, q="杭帮菜 烤鸭", lat=30.26, lon=120.16, radius_km=5) == ["poi-1"]
     assert ids(api, q="杭帮菜 烤鸭", tag="家庭聚餐") == ["poi-1"]
+    # and-mode across segmentations: the query 北京烤鸭 is satisfied by 北京 + 烤鸭 when
+    # the document segments as 北京烤鸭店 (no 北京烤鸭 token).
+    send(s, upsert("poi-5", 1, title="小馆", body="我在北京烤鸭店吃饭"))
+    wait_until(lambda: settled(consumer, 4), message=lambda: str(consumer.totals))
+    assert set(ids(api, q="北京烤鸭", op="and")) == {"poi-2", "poi-5"}
+    send(s, {"op": "delete", "id": "poi-5", "version": 2, "ts": 1})
+    wait_until(lambda: settled(consumer, 5), message=lambda: str(consumer.totals))
 
     # An update, a patch, a stale version, a duplicate and a malformed message, in one go.
     send(
@@ -99,7 +106,7 @@ def test_lifecycle_through_kafka_and_http(
         b'{"op": "upsert", "id": "bad", "version": "seven"}',
         upsert("poi-4", 1, title="前门大街", body="neighbour of the bad message"),
     )
-    wait_until(lambda: settled(consumer, 9), message=lambda: str(consumer.totals))
+    wait_until(lambda: settled(consumer, 11), message=lambda: str(consumer.totals))
     assert consumer.totals.events["stale"] == 1 and consumer.totals.events["duplicate"] == 1
     assert consumer.totals.events["invalid"] == 1
     assert set(ids(api, q="前门")) == {"poi-2", "poi-4"}
@@ -111,7 +118,7 @@ def test_lifecycle_through_kafka_and_http(
     # Delete, then an older upsert tries to bring it back.
     send(s, {"op": "delete", "id": "poi-2", "version": 3, "ts": 1})
     send(s, upsert("poi-2", 2, title="全聚德", body="北京烤鸭 resurrected"))
-    wait_until(lambda: settled(consumer, 11), message=lambda: str(consumer.totals))
+    wait_until(lambda: settled(consumer, 13), message=lambda: str(consumer.totals))
     assert ids(api, q="烤鸭") == [] and ids(api, q="resurrected") == []
     assert api.get("/docs/poi-2").status_code == 404
 
@@ -133,7 +140,7 @@ def test_lifecycle_through_kafka_and_http(
     assert int(headers["source_offset"]) >= 0 and int(headers["source_partition"]) >= 0
 
     stats = api.get("/stats").json()["index"]
-    assert stats["documents"] == 3 and stats["tombstones"] == 1
+    assert stats["documents"] == 3 and stats["tombstones"] == 2
 
 
 def test_http_limits_and_errors(settings: Settings, api: httpx.Client) -> None:
