@@ -3,8 +3,8 @@
 -- KEYS[1] = the shard's stats hash, KEYS[2] = its docnum -> id hash, then every key the
 -- ops name (all in the shard's hash slot, all declared: Redis Cluster safe).
 -- ARGV[1] = JSON list of per-document ops whose numbers index KEYS / ARGV; ARGV[2] = text
--- posting record size; ARGV[3] = JSON list of grouped appends (pass 2 below). Binary payloads (records, doc values) travel as their own ARGV entries,
--- built by Python, so this script never packs bytes.
+-- posting record size. Binary payloads (records, doc values) travel as their own ARGV
+-- entries, built by Python, so this script never packs bytes.
 --
 -- Each op first compares the document's stored version with the one the plan was made
 -- from: on a mismatch (another writer got there first) it changes nothing and reports 0,
@@ -115,38 +115,46 @@ for i, op in ipairs(ops) do
   end
 end
 
--- Pass 2: new documents' postings, grouped by key across the batch: [key, records,
--- record size, op of each record], records ascending by docnum. `top` is the largest
--- docnum of any document ever applied in this shard: every record in every posting
--- string is at most `top`, so a group starting above it is appended blindly (one call).
--- Otherwise (another writer got later docnums in first) each record is placed by search.
+-- Pass 2: the postings of the new documents that passed their check (op.g: key index of
+-- each record in the blob op.gr; op.gk: keyword keys, record = the docnum), grouped by key
+-- across the batch. Records of one group ascend by docnum (docnums are allocated in op
+-- order). `top` is the largest docnum of any document ever applied in this shard: every
+-- record in every posting string is at most `top`, so a group starting above it is
+-- appended blindly in one call; otherwise (another writer got later docnums in first)
+-- each record is placed by binary search.
 local top = tonumber(redis.call('HGET', stats, 'top') or '-1')
 local new_top = top
-for _, g in ipairs(cjson.decode(ARGV[3])) do
-  local key, blob, rs, owners = KEYS[g[1]], ARGV[g[2]], g[3], g[4]
-  local all_ok = true
-  for _, o in ipairs(owners) do
-    if results[o] == 0 then all_ok = false break end
+local groups, order = {}, {}
+local function add(k, rs, rec)
+  local g = groups[k]
+  if g == nil then
+    g = {rs = rs}
+    groups[k] = g
+    order[#order + 1] = k
   end
-  local last = num(string.sub(blob, -rs, -rs + 3))
-  if last > new_top and all_ok then new_top = last end
-  if all_ok and num(blob) > top then
+  g[#g + 1] = rec
+end
+for i, op in ipairs(ops) do
+  if results[i] == 1 and op.new == 1 then
+    local n = tonumber(ARGV[op.n])
+    if n > new_top then new_top = n end
+    local blob = ARGV[op.gr]
+    for j, k in ipairs(op.g) do add(k, RS, string.sub(blob, (j - 1) * RS + 1, j * RS)) end
+    for _, k in ipairs(op.gk) do add(k, 4, ARGV[op.nb]) end
+  end
+end
+for _, k in ipairs(order) do
+  local g, key = groups[k], KEYS[k]
+  local rs = g.rs
+  if num(g[1]) > top then
+    local blob = table.concat(g)
     local len = redis.call('APPEND', key, blob)
     if len == #blob and rs == RS then terms_delta = terms_delta + 1 end
   else
-    for j, o in ipairs(owners) do
-      if results[o] == 1 then
-        local rec = string.sub(blob, (j - 1) * rs + 1, j * rs)
-        local added = put(key, rs, rec)
-        if rs == RS then terms_delta = terms_delta + added end
-        if num(rec) > new_top then new_top = num(rec) end
-      end
+    for _, rec in ipairs(g) do
+      local added = put(key, rs, rec)
+      if rs == RS then terms_delta = terms_delta + added end
     end
-  end
-end
-for i, op in ipairs(ops) do
-  if results[i] == 1 and op.new == 1 and tonumber(ARGV[op.n]) > new_top then
-    new_top = tonumber(ARGV[op.n])
   end
 end
 if new_top > top then redis.call('HSET', stats, 'top', new_top) end

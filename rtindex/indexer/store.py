@@ -45,35 +45,11 @@ def schema_fingerprint(schema: IndexSchema) -> str:
 
 @dataclass(slots=True)
 class _Args:
-    """KEYS and ARGV of one script call, with the keys de-duplicated, and the postings of
-    new documents grouped by key (one APPEND per key per batch in the usual case)."""
+    """KEYS and ARGV of one script call, with the keys de-duplicated."""
 
     keys: list[str]
-    argv: list[bytes | str] = field(default_factory=lambda: ["", "", ""])
+    argv: list[bytes | str] = field(default_factory=lambda: ["", ""])
     _index: dict[str, int] = field(default_factory=dict)
-    # key index -> (record size, records, 1-based op of each record)
-    groups: dict[int, tuple[int, list[bytes], list[int]]] = field(default_factory=dict)
-
-    def group_many(self, names: list[str], size: int, recs: list[bytes], op: int) -> None:
-        """Add one document's records (one per key) to the groups of those keys."""
-        index, keys, groups = self._index, self.keys, self.groups
-        for name, rec in zip(names, recs, strict=True):
-            i = index.get(name)
-            if i is None:
-                keys.append(name)
-                i = index[name] = len(keys)
-            g = groups.get(i)
-            if g is None:
-                groups[i] = (size, [rec], [op])
-            else:
-                g[1].append(rec)
-                g[2].append(op)
-
-    def grouped(self) -> bytes:
-        out = []
-        for key, (size, recs, ops) in self.groups.items():
-            out.append([key, self.arg(b"".join(recs)), size, ops])
-        return orjson.dumps(out)
 
     def key(self, name: str) -> int:
         i = self._index.get(name)
@@ -81,6 +57,18 @@ class _Args:
             self.keys.append(name)
             i = self._index[name] = len(self.keys)
         return i
+
+    def keys_of(self, names: list[str]) -> list[int]:
+        """Indexes of many keys at once (the hot loop of bulk indexing)."""
+        index, keys = self._index, self.keys
+        out = []
+        for name in names:
+            i = index.get(name)
+            if i is None:
+                keys.append(name)
+                i = index[name] = len(keys)
+            out.append(i)
+        return out
 
     def arg(self, value: bytes | str) -> int:
         self.argv.append(value)
@@ -166,10 +154,9 @@ class DocumentStore:
         order: list[list[DocPlan]] = []
         for shard, ps in by_shard.items():
             args = _Args(keys=[self.keys.stats(shard), self.keys.ids(shard)])
-            ops = [self._op(shard, p, args, i) for i, p in enumerate(ps, 1)]
+            ops = [self._op(shard, p, args) for p in ps]
             args.argv[0] = orjson.dumps(ops)
             args.argv[1] = str(self.record_size)
-            args.argv[2] = args.grouped()
             self._apply(keys=args.keys, args=args.argv, client=pipe)
             order.append(ps)
         conflicts: list[DocPlan] = []
@@ -177,7 +164,7 @@ class DocumentStore:
             conflicts.extend(p for p, ok in zip(ps, results, strict=True) if not ok)
         return conflicts
 
-    def _op(self, shard: int, p: DocPlan, a: _Args, position: int) -> dict[str, Any]:
+    def _op(self, shard: int, p: DocPlan, a: _Args) -> dict[str, Any]:
         k = self.keys
         base = "" if p.base.version is None else str(p.base.version)
         op: dict[str, Any] = {
@@ -240,20 +227,13 @@ class DocumentStore:
                 ]
                 op["ka"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_add]
             else:
-                # A new document: its docnum is fresh, so its postings join the groups.
-                rec, prefix = self._rec.pack, k.postings_prefix(shard)
-                a.group_many(
-                    [prefix + t for t in d.add],
-                    self.record_size,
-                    [rec(docnum, *tf) for tf in d.add.values()],
-                    position,
-                )
-                a.group_many(
-                    [k.keyword(shard, f, v) for f, v in d.keywords_add],
-                    4,
-                    [nb] * len(d.keywords_add),
-                    position,
-                )
+                # A new document: its docnum is fresh. Its postings travel as one blob of
+                # records and the list of their keys; the script groups them by key
+                # across the batch and appends each group at once.
+                prefix, rec = k.postings_prefix(shard), self._rec.pack
+                op["g"] = a.keys_of([prefix + t for t in d.add])
+                op["gr"] = a.arg(b"".join([rec(docnum, *tf) for tf in d.add.values()]))
+                op["gk"] = a.keys_of([k.keyword(shard, f, v) for f, v in d.keywords_add])
             chunk = docnum // CHUNK_DOCS
             counter = f"cl:{chunk}"
             if d.live_delta:
