@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -29,7 +30,7 @@ from rtindex.consumers.retry import Interrupted, retry_transient
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.batch import index_documents
 from rtindex.indexer.connection import connect
-from rtindex.indexer.events import InvalidEvent, decode_document_event
+from rtindex.indexer.events import DeleteEvent, InvalidEvent, decode_document_event
 from rtindex.indexer.plan import Event, Outcome
 from rtindex.indexer.store import DocumentStore
 from rtindex.settings import Settings
@@ -46,6 +47,16 @@ class ConsumerTotals:
     dlq_reasons: Counter[str] = field(default_factory=Counter)
     commit_failures: int = 0
     redis_retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A polled batch, decoded, with its text fields already analyzed."""
+
+    records: list[Any]
+    events: list[Event]
+    dead: list[DeadLetter]
+    tokens: dict[str, list[str]]
 
 
 def decode_batch(
@@ -102,30 +113,54 @@ class DocumentConsumer:
             fn, stop, what=what, initial_s=r.retry_initial_s, max_s=r.retry_max_s, on_retry=counted
         )
 
-    def process(self, records: list[Any], stop: threading.Event) -> Counter[str]:
-        """Apply one micro-batch (DLQ first, then Redis). Does not commit."""
+    def prepare(self, records: list[Any]) -> Prepared:
+        """CPU work that needs no Redis state: decode, and analyze every text field value
+        (analysis is a pure function of the text). Runs while the previous batch applies."""
         events, _, dead = decode_batch(records, self.settings)
-        if dead:
-            self._retry(lambda: self.dlq.send_all(dead), stop, "publishing to the DLQ")
-            for d in dead:
+        text_fields = self.settings.index.schema_.text_fields
+        texts = {
+            v
+            for e in events
+            if not isinstance(e, DeleteEvent)
+            for f in text_fields
+            if isinstance(v := e.doc.get(f), str)
+        }
+        return Prepared(records, events, dead, {t: self.analyzer.tokens(t) for t in texts})
+
+    def apply(self, batch: Prepared, stop: threading.Event) -> Counter[str]:
+        """DLQ first, then Redis. Does not commit."""
+        if batch.dead:
+            self._retry(lambda: self.dlq.send_all(batch.dead), stop, "publishing to the DLQ")
+            for d in batch.dead:
                 self.totals.dlq_reasons[d.reason] += 1
-        counts: Counter[str] = Counter(invalid=len(dead))
-        if events:
+        counts: Counter[str] = Counter(invalid=len(batch.dead))
+        if batch.events:
+            analyzed, analyze = batch.tokens, self.analyzer.tokens
+
+            def tokens(text: str) -> list[str]:
+                return analyzed[text] if text in analyzed else analyze(text)
+
             result = self._retry(
-                lambda: index_documents(self.store, events, self.analyzer.tokens),
+                lambda: index_documents(self.store, batch.events, tokens),
                 stop,
                 "writing the batch to Redis",
             )
             counts.update(result.counts())
             now = time.time() * 1000
             applied_ts = [
-                e.ts for e, o in zip(events, result.outcomes, strict=True) if o is Outcome.APPLIED
+                e.ts
+                for e, o in zip(batch.events, result.outcomes, strict=True)
+                if o is Outcome.APPLIED
             ]
             if applied_ts:
                 lag = sorted(now - t for t in applied_ts)
                 counts["freshness_p50_ms"] = int(lag[len(lag) // 2])
                 counts["freshness_max_ms"] = int(lag[-1])
         return counts
+
+    def process(self, records: list[Any], stop: threading.Event) -> Counter[str]:
+        """Prepare and apply one batch in this thread. Does not commit."""
+        return self.apply(self.prepare(records), stop)
 
     def commit(self, records: list[Any], stop: threading.Event) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -145,43 +180,66 @@ class DocumentConsumer:
             )
 
     def run(self, stop: threading.Event) -> None:
+        """Poll, prepare, apply, commit, with one batch in flight.
+
+        A writer thread applies batch N (DLQ, then Redis) while this thread polls and
+        prepares batch N+1; then this thread waits for N, commits N, and hands N+1 over.
+        So a batch is committed only after it is applied, batches apply in order, and the
+        Kafka consumer is only ever touched by this thread.
+        """
         k = self.settings.kafka
         log.info("document consumer: group %s, topic %s", self.group, k.documents_topic)
         try:
             self._retry(self.store.ensure_layout, stop, "checking the index layout")
         except Interrupted:
             return
-        while not stop.is_set():
-            polled = self.consumer.poll(timeout_ms=k.poll_timeout_ms, max_records=k.max_batch)
-            records = [r for tp in sorted(polled) for r in polled[tp]]
-            if not records:
-                continue
-            t0 = time.perf_counter()
+        inflight: tuple[Prepared, Future[Counter[str]], float] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtindex-writer") as writer:
             try:
-                counts = self.process(records, stop)
-                failpoint("after_apply_before_commit")
-                self.commit(records, stop)
+                while True:
+                    batch = None
+                    if not stop.is_set():
+                        polled = self.consumer.poll(
+                            timeout_ms=k.poll_timeout_ms, max_records=k.max_batch
+                        )
+                        records = [r for tp in sorted(polled) for r in polled[tp]]
+                        if records:
+                            batch = self.prepare(records)
+                    if inflight is not None:
+                        self._finish(*inflight, stop)
+                        inflight = None
+                    if batch is not None:
+                        started = time.perf_counter()
+                        inflight = (batch, writer.submit(self.apply, batch, stop), started)
+                    elif stop.is_set():
+                        return
             except Interrupted as e:
                 log.warning(
                     "stopping during an outage (%s): batch not committed, it will be redelivered",
                     e,
                 )
-                return
-            self.totals.batches += 1
-            for name in ("applied", "stale", "duplicate", "invalid"):
-                self.totals.events[name] += counts.get(name, 0)
-            log.info(
-                "batch: %d records, applied %d, stale %d, duplicate %d, invalid %d, "
-                "freshness p50 %s ms max %s ms, %.1f ms",
-                len(records),
-                counts.get("applied", 0),
-                counts.get("stale", 0),
-                counts.get("duplicate", 0),
-                counts.get("invalid", 0),
-                counts.get("freshness_p50_ms", "-"),
-                counts.get("freshness_max_ms", "-"),
-                (time.perf_counter() - t0) * 1e3,
-            )
+
+    def _finish(
+        self, batch: Prepared, applied: Future[Counter[str]], started: float, stop: threading.Event
+    ) -> None:
+        counts = applied.result()  # re-raises the writer's exception, Interrupted included
+        failpoint("after_apply_before_commit")
+        self.commit(batch.records, stop)
+        self.totals.batches += 1
+        for name in ("applied", "stale", "duplicate", "invalid"):
+            self.totals.events[name] += counts.get(name, 0)
+        log.info(
+            "batch: %d records, applied %d, stale %d, duplicate %d, invalid %d, "
+            "freshness p50 %s ms max %s ms, %.1f ms",
+            len(batch.records),
+            counts.get("applied", 0),
+            counts.get("stale", 0),
+            counts.get("duplicate", 0),
+            counts.get("invalid", 0),
+            counts.get("freshness_p50_ms", "-"),
+            counts.get("freshness_max_ms", "-"),
+            (time.perf_counter() - started) * 1e3,
+        )
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
