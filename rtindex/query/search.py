@@ -10,7 +10,7 @@ O(postings of its terms), never a per-document Redis call.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +28,6 @@ from rtindex.query.postings import (
     decode_docnums,
     decode_text_postings,
     gather_f64,
-    gather_u16,
     haversine_km,
 )
 from rtindex.query.rank import top_order
@@ -65,6 +64,18 @@ class SearchRequest(BaseModel):
             if lo is not None and hi is not None and lo > hi:
                 raise ValueError(f"{name}: the minimum {lo} is above the maximum {hi}")
         return self
+
+
+@dataclass(slots=True)
+class _Shard:
+    """One shard's share of a query: its postings, filter postings, and doc-value chunks."""
+
+    shard: int
+    postings: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint16]]]
+    allowed: list[list[npt.NDArray[np.uint32]]]  # per keyword filter, per value
+    chunks: list[int] = field(default_factory=list)
+    lengths: dict[int, bytes | None] = field(default_factory=dict)
+    values: dict[str, dict[int, bytes | None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -120,114 +131,132 @@ class Searcher:
 
     def _search(self, req: SearchRequest, terms: list[str]) -> tuple[int, list[dict[str, Any]]]:
         keys, n_text = self.keys, len(self.text_fields)
-        shards = range(keys.shards)
-        filters = [(f, vals) for f, vals in req.keywords.items()]
+        filters = list(req.keywords.items())
         pipe = self.client.pipeline(transaction=False)
-        for s in shards:
+        for s in range(keys.shards):
             pipe.hmget(keys.stats(s), ["N", *(f"tl:{f}" for f in self.text_fields)])
             for t in terms:
                 pipe.get(keys.postings(s, t))
-            for f, vals in filters:
+            for _f, vals in filters:
                 for v in vals:
-                    pipe.get(keys.keyword(s, f, v))
+                    pipe.get(keys.keyword(s, _f, v))
         replies = iter(pipe.execute())
 
         n_docs = 0
         total_len = np.zeros(n_text)
-        per_shard: list[tuple[int, list[tuple[Any, Any]], list[Any]]] = []
         df = np.zeros(len(terms), np.int64)
-        for s in shards:
+        shards: list[_Shard] = []
+        for s in range(keys.shards):
             st = next(replies)
             n_docs += int(st[0] or 0)
             total_len += [int(x or 0) for x in st[1:]]
             postings = [decode_text_postings(next(replies), n_text) for _ in terms]
             df += [len(d) for d, _ in postings]
-            allowed = [
-                np.unique(np.concatenate([decode_docnums(next(replies)) for _ in vals]))
-                for _, vals in filters
-            ]
-            per_shard.append((s, postings, allowed))
+            allowed = [[decode_docnums(next(replies)) for _ in vals] for _f, vals in filters]
+            shards.append(_Shard(s, postings, allowed))
         if n_docs <= 0:
             return 0, []
         avgdl = total_len / n_docs
         idfs = [idf(n_docs, int(d)) for d in df]
 
-        # Candidates per shard, then the doc-value chunks they need, in one round trip.
-        cands: list[npt.NDArray[np.uint32]] = []
-        for _s, postings, allowed in per_shard:
-            lists = [d for d, _ in postings]
-            if req.op == "and":
-                by_term = dict(zip(terms, lists, strict=True))
-                c = None
-                for need in and_requirements(terms):
-                    ok = by_term[need.term]
-                    if need.cover:
-                        alt = by_term[need.cover[0]]
-                        for part in need.cover[1:]:
-                            alt = np.intersect1d(alt, by_term[part], assume_unique=True)
-                        ok = np.union1d(ok, alt)
-                    c = ok if c is None else np.intersect1d(c, ok, assume_unique=True)
-                assert c is not None  # a query with terms has at least one requirement
-            else:
-                c = np.unique(np.concatenate(lists))
-            for a in allowed:
-                c = np.intersect1d(c, a, assume_unique=True)
-            cands.append(c)
+        # The doc-value chunks the postings fall in (doc lengths; filter columns).
         columns = [*req.ranges]
         if req.geo is not None:
             columns.extend(geo_columns(req.geo.field))
         pipe = self.client.pipeline(transaction=False)
-        wanted: list[tuple[int, list[int]]] = []
-        for (s, _, _), c in zip(per_shard, cands, strict=True):
-            chunks = sorted({int(x) for x in np.unique(c // CHUNK_DOCS)}) if len(c) else []
-            wanted.append((s, chunks))
-            for ch in chunks:
-                pipe.get(keys.doc_lengths(s, ch))
+        for sh in shards:
+            sh.chunks = sorted(
+                {int(x) for d, _ in sh.postings if len(d) for x in np.unique(d // CHUNK_DOCS)}
+            )
+            for ch in sh.chunks:
+                pipe.get(keys.doc_lengths(sh.shard, ch))
                 for col in columns:
-                    pipe.get(keys.numeric(s, col, ch))
+                    pipe.get(keys.numeric(sh.shard, col, ch))
         replies = iter(pipe.execute())
-
-        results: list[_ShardHits] = []
-        for (s, postings, _), c, (_, chunks) in zip(per_shard, cands, wanted, strict=True):
-            dl_chunks: dict[int, bytes | None] = {}
-            col_chunks: dict[str, dict[int, bytes | None]] = {col: {} for col in columns}
-            for ch in chunks:
-                dl_chunks[ch] = next(replies)
+        for sh in shards:
+            for ch in sh.chunks:
+                sh.lengths[ch] = next(replies)
                 for col in columns:
-                    col_chunks[col][ch] = next(replies)
-            if not len(c):
-                continue
+                    sh.values.setdefault(col, {})[ch] = next(replies)
+
+        results = [
+            hits
+            for sh in shards
+            if (hits := self._score_shard(req, terms, sh, avgdl, idfs, columns)) is not None
+        ]
+        return self._page(req, results)
+
+    def _score_shard(
+        self,
+        req: SearchRequest,
+        terms: list[str],
+        sh: _Shard,
+        avgdl: npt.NDArray[np.float64],
+        idfs: list[float],
+        columns: list[str],
+    ) -> _ShardHits | None:
+        """Scores accumulate in an array indexed by docnum (dense per shard): O(postings
+        + docnums) with no sorting or merging of posting lists."""
+        n_text = len(self.text_fields)
+        size = 1 + max((int(d[-1]) for d, _ in sh.postings if len(d)), default=-1)
+        if size == 0:
+            return None
+        lengths = np.zeros((size, n_text), np.uint16)
+        for ch, blob in sh.lengths.items():
+            if blob:
+                col = np.frombuffer(blob, dtype=">u2").reshape(-1, n_text)
+                lo = ch * CHUNK_DOCS
+                hi = min(lo + len(col), size)
+                if hi > lo:
+                    lengths[lo:hi] = col[: hi - lo]
+        acc = np.zeros(size)
+        for (docs, tfs), term_idf in zip(sh.postings, idfs, strict=True):
+            if len(docs):
+                acc[docs] += term_scores(
+                    tfs, lengths[docs], avgdl, self.boosts, term_idf, self.k1, self.b
+                )
+        # op=or: every posting scores > 0 (Lucene's idf is never negative), so acc > 0.
+        match = self._and_mask(terms, sh, size) if req.op == "and" else acc > 0
+        for values in sh.allowed:
+            ok = np.zeros(size, bool)
+            for docs in values:
+                ok[docs[docs < size]] = True
+            match &= ok
+        c = np.flatnonzero(match).astype(np.uint32)
+        if len(c) and columns:
             mask = np.ones(len(c), bool)
-            for name, (lo, hi) in req.ranges.items():
-                column = gather_f64(col_chunks[name], c, CHUNK_DOCS)
-                if lo is not None:
-                    mask &= column >= lo
-                if hi is not None:
-                    mask &= column <= hi
+            for name, (lo_v, hi_v) in req.ranges.items():
+                column = gather_f64(sh.values[name], c, CHUNK_DOCS)
+                if lo_v is not None:
+                    mask &= column >= lo_v
+                if hi_v is not None:
+                    mask &= column <= hi_v
                 mask &= ~np.isnan(column)
             if req.geo is not None:
                 lat_col, lon_col = geo_columns(req.geo.field)
-                lat = gather_f64(col_chunks[lat_col], c, CHUNK_DOCS)
-                lon = gather_f64(col_chunks[lon_col], c, CHUNK_DOCS)
+                lat = gather_f64(sh.values[lat_col], c, CHUNK_DOCS)
+                lon = gather_f64(sh.values[lon_col], c, CHUNK_DOCS)
                 with np.errstate(invalid="ignore"):
                     mask &= haversine_km(lat, lon, req.geo.lat, req.geo.lon) <= req.geo.radius_km
             c = c[mask]
-            if not len(c):
-                continue
-            lengths = gather_u16(dl_chunks, c, n_text, CHUNK_DOCS)
-            scores = np.zeros(len(c))
-            for (docs, tfs), term_idf in zip(postings, idfs, strict=True):
-                if not len(docs):
-                    continue
-                pos = np.searchsorted(c, docs)
-                hit = pos < len(c)
-                hit[hit] = c[pos[hit]] == docs[hit]
-                rows = pos[hit]
-                scores[rows] += term_scores(
-                    tfs[hit], lengths[rows], avgdl, self.boosts, term_idf, self.k1, self.b
-                )
-            results.append(_ShardHits(s, c, scores))
-        return self._page(req, results)
+        if not len(c):
+            return None
+        return _ShardHits(sh.shard, c, acc[c])
+
+    @staticmethod
+    def _and_mask(terms: list[str], sh: _Shard, size: int) -> npt.NDArray[np.bool_]:
+        has = {}
+        for t, (docs, _) in zip(terms, sh.postings, strict=True):
+            m = np.zeros(size, bool)
+            m[docs] = True
+            has[t] = m
+        match = np.ones(size, bool)
+        for need in and_requirements(terms):
+            ok = has[need.term]
+            if need.cover:
+                ok = ok | np.logical_and.reduce([has[p] for p in need.cover])
+            match &= ok
+        return match
 
     def _page(
         self, req: SearchRequest, results: list[_ShardHits]
