@@ -60,32 +60,31 @@ Timestamp = Annotated[StrictInt, Field(ge=0, le=MAX_TS)]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class UpsertEvent(BaseModel):
+class _Event(BaseModel):
+    """What every document event carries; ``op`` (the discriminator) is each subclass's."""
+
     model_config = _STRICT
-    op: Literal["upsert"]
     id: DocId
     version: Version
     ts: Timestamp
+
+
+class UpsertEvent(_Event):
+    """The whole document."""
+
+    op: Literal["upsert"]
     doc: dict[str, Any]
 
 
-class PatchEvent(BaseModel):
+class PatchEvent(_Event):
     """Only the fields given change; a ``null`` value removes that field."""
 
-    model_config = _STRICT
     op: Literal["patch"]
-    id: DocId
-    version: Version
-    ts: Timestamp
     doc: dict[str, Any]
 
 
-class DeleteEvent(BaseModel):
-    model_config = _STRICT
+class DeleteEvent(_Event):
     op: Literal["delete"]
-    id: DocId
-    version: Version
-    ts: Timestamp
 
 
 DocumentEvent = Annotated[UpsertEvent | PatchEvent | DeleteEvent, Field(discriminator="op")]

@@ -25,23 +25,6 @@ def decode_docnums(blob: bytes | None) -> U32Array:
     return np.frombuffer(blob, dtype=">u4").astype(np.uint32)
 
 
-def gather_u16(
-    chunks: dict[int, bytes | None], docnums: U32Array, width: int, chunk_docs: int
-) -> U16Array:
-    """Rows of a u16 doc-value column (``width`` values per docnum) for the given docnums."""
-    out = np.zeros((len(docnums), width), np.uint16)
-    for chunk, blob in chunks.items():
-        if not blob:
-            continue
-        col = np.frombuffer(blob, dtype=">u2").reshape(-1, width)
-        sel = (docnums // chunk_docs) == chunk
-        slots = (docnums[sel] % chunk_docs).astype(np.int64)
-        ok = slots < len(col)
-        idx = np.flatnonzero(sel)[ok]
-        out[idx] = col[slots[ok]]
-    return out
-
-
 def gather_f64(
     chunks: dict[int, bytes | None], docnums: U32Array, chunk_docs: int
 ) -> npt.NDArray[np.float64]:
