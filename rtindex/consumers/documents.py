@@ -97,6 +97,7 @@ class DocumentConsumer:
                 max_poll_records=k.max_batch,
                 session_timeout_ms=k.session_timeout_ms,
                 heartbeat_interval_ms=k.heartbeat_interval_ms,
+                fetch_max_wait_ms=k.fetch_max_wait_ms,
                 # An oversized message must still be fetched, so that it can reach the DLQ.
                 max_partition_fetch_bytes=max(settings.index.max_message_bytes * 4, 1 << 20),
                 fetch_max_bytes=max(settings.index.max_message_bytes * 8, 50 << 20),

@@ -117,20 +117,22 @@ def build_view(
 
 def _merge_fields(per_field: list[Counter[str]]) -> dict[str, tuple[int, ...]]:
     """term -> tf in each field (saturating at u16), from each field's term counts."""
+    for counts in per_field:
+        if counts and max(counts.values()) > U16_MAX:  # rare: saturate once, up front
+            for t, n in counts.items():
+                counts[t] = min(n, U16_MAX)
     if len(per_field) == 2:  # the default schema: the fast path
         a, b = per_field
-        out: dict[str, tuple[int, ...]] = {
-            t: (min(n, U16_MAX), min(b.get(t, 0), U16_MAX)) for t, n in a.items()
-        }
+        out: dict[str, tuple[int, ...]] = {t: (n, b.get(t, 0)) for t, n in a.items()}
         for t, n in b.items():
             if t not in a:
-                out[t] = (0, min(n, U16_MAX))
+                out[t] = (0, n)
         return out
     nf = len(per_field)
     merged: dict[str, list[int]] = {}
     for i, counts in enumerate(per_field):
         for term, tf in counts.items():
-            merged.setdefault(term, [0] * nf)[i] = min(tf, U16_MAX)
+            merged.setdefault(term, [0] * nf)[i] = tf
     return {t: tuple(tf) for t, tf in merged.items()}
 
 

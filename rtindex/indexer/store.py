@@ -83,6 +83,7 @@ class DocumentStore:
         self.tombstone_ttl = settings.index.tombstone_ttl_s
         self.columns = numeric_columns(self.schema)
         self.n_text = len(self.schema.text_fields)
+        self.apply_chunk = settings.index.apply_chunk
         self.record_size = 4 + 2 * self.n_text
         self._rec = struct.Struct(f">I{self.n_text}H")
         self._apply = client.register_script(_APPLY_LUA)
@@ -152,7 +153,12 @@ class DocumentStore:
             by_shard.setdefault(self.keys.shard_of(p.doc_id), []).append(p)
         pipe = self.client.pipeline(transaction=False)
         order: list[list[DocPlan]] = []
-        for shard, ps in by_shard.items():
+        chunks = [
+            (shard, all_ps[i : i + self.apply_chunk])
+            for shard, all_ps in by_shard.items()
+            for i in range(0, len(all_ps), self.apply_chunk)
+        ]
+        for shard, ps in chunks:
             args = _Args(keys=[self.keys.stats(shard), self.keys.ids(shard)])
             ops = [self._op(shard, p, args) for p in ps]
             args.argv[0] = orjson.dumps(ops)

@@ -85,6 +85,14 @@ class _ShardHits:
     scores: npt.NDArray[np.float64]
 
 
+def chunks_of(docnums: npt.NDArray[np.uint32]) -> list[int]:
+    """The doc-value chunks of sorted docnums (no sort needed: they are sorted)."""
+    if not len(docnums):
+        return []
+    c = docnums // CHUNK_DOCS
+    return [int(x) for x in c[np.r_[True, c[1:] != c[:-1]]]]
+
+
 def unique_terms(tokens: list[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
@@ -165,9 +173,7 @@ class Searcher:
             columns.extend(geo_columns(req.geo.field))
         pipe = self.client.pipeline(transaction=False)
         for sh in shards:
-            sh.chunks = sorted(
-                {int(x) for d, _ in sh.postings if len(d) for x in np.unique(d // CHUNK_DOCS)}
-            )
+            sh.chunks = sorted({c for d, _ in sh.postings for c in chunks_of(d)})
             for ch in sh.chunks:
                 pipe.get(keys.doc_lengths(sh.shard, ch))
                 for col in columns:

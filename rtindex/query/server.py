@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import orjson
 import redis.exceptions as rx
 import uvicorn
 from fastapi import FastAPI, Path, Query, Request, Response
@@ -173,7 +174,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         except ValueError as e:
             return _unprocessable(str(e))
         metrics.results.observe(result["total"])
-        return result
+        # orjson straight to bytes: FastAPI's jsonable_encoder costs ~0.4 ms a page.
+        return Response(orjson.dumps(result), media_type="application/json")
 
     @app.get("/docs/{doc_id}")
     def get_document(doc_id: Annotated[str, Path(min_length=1, max_length=512)]) -> Any:

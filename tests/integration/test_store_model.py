@@ -116,13 +116,20 @@ def client(redis_server: RedisServer) -> Any:
 @hsettings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(batches=deliveries(), shards=st.sampled_from([1, 3]))
+@given(batches=deliveries(), shards=st.sampled_from([1, 3]), chunk=st.sampled_from([2, 200]))
 def test_store_matches_the_model(
-    client: redis.Redis, redis_server: RedisServer, batches: list[list[Any]], shards: int
+    client: redis.Redis,
+    redis_server: RedisServer,
+    batches: list[list[Any]],
+    shards: int,
+    chunk: int,
 ) -> None:
     ns = "m" + uuid.uuid4().hex[:10]
     settings = Settings().with_overrides(
-        {"redis": {"url": redis_server.url, "namespace": ns}, "index": {"shards": shards}}
+        {
+            "redis": {"url": redis_server.url, "namespace": ns},
+            "index": {"shards": shards, "apply_chunk": chunk},
+        }
     )
     store = DocumentStore(client, settings)
     store.ensure_layout()
