@@ -1,5 +1,5 @@
-"""`rtindex consume documents` with kafka-python's fetch_max_wait_ms overridable (the
-settings do not expose it): the benchmark's consumer process. Settings come from RTINDEX_*.
+"""`rtindex consume documents`, optionally profiled: the benchmark's consumer process.
+Settings come from RTINDEX_*; --fetch-max-wait-ms overrides kafka.fetch_max_wait_ms.
 
     python benchmarks/consumer_proc.py [--fetch-max-wait-ms MS] [--profile FILE]
 """
@@ -9,25 +9,19 @@ from __future__ import annotations
 import argparse
 import cProfile
 import logging
-from typing import Any
 
 import rtindex.consumers.documents as documents
-from rtindex.settings import Settings, load_settings
+from rtindex.settings import load_settings
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fetch-max-wait-ms", type=int, default=None, help="kafka-python default 500")
+    ap.add_argument("--fetch-max-wait-ms", type=int, default=None, help="default: the setting")
     ap.add_argument("--profile", default=None, help="write a cProfile of the run to this file")
     args = ap.parse_args()
-    if args.fetch_max_wait_ms is not None:
-        base = documents.kafka_client_config
-
-        def config(settings: Settings, **kw: Any) -> dict[str, Any]:
-            return base(settings, **kw, fetch_max_wait_ms=args.fetch_max_wait_ms)
-
-        documents.kafka_client_config = config  # only the consumer's, not the DLQ producer's
     settings = load_settings()
+    if args.fetch_max_wait_ms is not None:
+        settings = settings.with_overrides({"kafka": {"fetch_max_wait_ms": args.fetch_max_wait_ms}})
     logging.basicConfig(level=settings.log_level)
     if not args.profile:
         return documents.run_document_consumer(settings)
