@@ -164,4 +164,6 @@ def test_http_limits_and_errors(settings: Settings, api: httpx.Client) -> None:
     assert api.get("/docs/nope").status_code == 404
     assert api.get("/healthz").status_code == 200
     assert api.get("/readyz").status_code == 200
-    assert "rtindex_query_seconds" in api.get("/metrics").text
+    metrics = api.get("/metrics").text
+    assert 'rtindex_query_seconds_count{endpoint="/search"}' in metrics
+    assert 'rtindex_query_errors_total{endpoint="/search",status="422"} 10.0' in metrics
