@@ -75,6 +75,7 @@ def run_config(
     rate: int,
     poll_timeout_ms: int,
     fetch_max_wait_ms: int,
+    n_consumers: int = 1,
 ) -> dict[str, Any]:
     s = settings_for(
         kafka,
@@ -88,9 +89,12 @@ def run_config(
     ensure_topics(s, partitions=3)
     argv = [sys.executable, str(Path(__file__).with_name("consumer_proc.py"))]
     argv += ["--fetch-max-wait-ms", str(fetch_max_wait_ms)]
-    consumer = ManagedProcess(
-        argv, Path(f"/tmp/rtindex-bench-consumer-{name}.log"), env=settings_env(s)
-    )
+    consumers = [
+        ManagedProcess(
+            argv, Path(f"/tmp/rtindex-bench-consumer-{name}-{i}.log"), env=settings_env(s)
+        )
+        for i in range(n_consumers)  # one group: the topic's 3 partitions are shared
+    ]
     keys = Keys(s.redis.namespace, s.index.shards)
     rc = redis.Redis.from_url(s.redis.url)
     searcher = Searcher.connect(s)
@@ -110,7 +114,7 @@ def run_config(
         producer.flush()
         deadline = time.monotonic() + 60
         while rc.hget(keys.doc(keys.shard_of(warm["id"]), warm["id"]), "v") is None:
-            if time.monotonic() > deadline or consumer.poll() is not None:
+            if time.monotonic() > deadline or any(c.poll() is not None for c in consumers):
                 raise RuntimeError("the consumer did not index the warm-up event")
             time.sleep(0.05)
 
@@ -169,7 +173,8 @@ def run_config(
     finally:
         producer.close()
         searcher.close()
-        consumer.stop()
+        for c in consumers:
+            c.stop()
         rc.close()
     lat = [found[i] - sent_ts[i] for i in range(n) if found[i]]
     lat_s = [found_search[i] - sent_ts[i] for i in range(n) if found_search[i]]
@@ -178,6 +183,7 @@ def run_config(
         "rate": rate,
         "poll_timeout_ms": poll_timeout_ms,
         "fetch_max_wait_ms": fetch_max_wait_ms,
+        "consumers": n_consumers,
         "events": n,
         "not_found": n - len(lat),
         "exact": summary_ms(lat),
@@ -193,13 +199,14 @@ def run_config(
     }
 
 
-CONFIGS = [  # (upserts/s, poll_timeout_ms, fetch_max_wait_ms): 50/10 are rtindex's defaults,
-    (500, 50, 500),  # 500 is kafka-python's own default fetch wait
-    (500, 50, 10),
-    (200, 50, 500),
-    (200, 50, 10),
+CONFIGS = [  # (upserts/s, poll_timeout_ms, fetch_max_wait_ms, consumer processes):
+    (500, 50, 500, 1),  # 500 ms is kafka-python's own default fetch wait
+    (500, 50, 10, 1),  # 50/10 are rtindex's defaults
+    (500, 50, 10, 2),
+    (200, 50, 500, 1),
+    (200, 50, 10, 1),
 ]
-QUICK_CONFIGS = [(500, 50, 10), (200, 50, 10)]
+QUICK_CONFIGS = [(500, 50, 10, 1), (200, 50, 10, 1)]
 
 
 def run(quick: bool, seconds: float | None = None) -> dict[str, Any]:
@@ -213,16 +220,21 @@ def run(quick: bool, seconds: float | None = None) -> dict[str, Any]:
     gc.freeze()  # keep the GC off the prebuilt events: the poller's timing matters
     results = []
     with servers() as (kafka, red):
-        for rate, poll_ms, fetch_ms in configs:
-            name = f"r{rate}-p{poll_ms}-f{fetch_ms}"
+        for rate, poll_ms, fetch_ms, n_consumers in configs:
+            name = f"r{rate}-p{poll_ms}-f{fetch_ms}-c{n_consumers}"
             events = bodies[: int(rate * seconds)]
-            r = run_config(kafka, red, name, events, rate, poll_ms, fetch_ms)
+            r = run_config(kafka, red, name, events, rate, poll_ms, fetch_ms, n_consumers)
             log(
                 f"{name}: exact p50 {r['exact']['p50']:.0f} p99 {r['exact']['p99']:.0f} ms; "
                 f"search p50 {r['search']['p50']:.0f} p99 {r['search']['p99']:.0f} ms"
             )
             results.append(r)
     return {"seconds": seconds, "n_real": n_real, "configs": results}
+
+
+def rate_label(c: dict[str, Any]) -> str:
+    n = c.get("consumers", 1)
+    return f"{c['rate']}" + (f" ({n} consumers)" if n > 1 else "")
 
 
 def render(r: dict[str, Any]) -> str:
@@ -236,7 +248,7 @@ def render(r: dict[str, Any]) -> str:
             ok = d["p50"] <= 50 and d["p99"] <= 250
             rows.append(
                 [
-                    c["rate"],
+                    rate_label(c),
                     c["poll_timeout_ms"],
                     c["fetch_max_wait_ms"],
                     label,
@@ -251,7 +263,7 @@ def render(r: dict[str, Any]) -> str:
         q = c["search_call_ms"]
         trend.append(
             [
-                c["rate"],
+                rate_label(c),
                 c["poll_timeout_ms"],
                 c["fetch_max_wait_ms"],
                 c["exact_first_fifth_p50"],
