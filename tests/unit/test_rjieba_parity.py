@@ -1,7 +1,7 @@
 """rjieba may stand in for jieba only if it gives the same tokens on real text.
 
 The sample is every STRIDE-th People's Daily paragraph and review (about 18,000 documents
-with the default stride 3, ~25 s, jieba being the slow side). RTINDEX_PARITY_STRIDE=1
+with the default stride 3, ~25 s, jieba being the slow side). PARITY_STRIDE=1
 checks the whole corpus (about 54,600 documents, ~75 s).
 
 What the raw engines do differently (found here, and why the analyzer only gives them
@@ -24,7 +24,7 @@ from rtindex.indexer import analysis
 from rtindex.indexer.analysis import Analyzer
 from rtindex.settings import AnalysisSettings
 
-STRIDE = int(os.environ.get("RTINDEX_PARITY_STRIDE", "3"))
+STRIDE = int(os.environ.get("PARITY_STRIDE", "3"))
 CORPORA: dict[str, Callable[[], list[str]]] = {
     "peoples_daily": peoples_daily_paragraphs,
     "reviews": review_sentences,
