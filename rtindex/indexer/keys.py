@@ -78,15 +78,9 @@ class Keys:
     def numeric(self, shard: int, column: str, chunk: int) -> str:
         return self.shard_prefix(shard) + f"nv:{column}:{chunk}"
 
-    # Prefixes, for the store script (which appends terms, values and chunk numbers).
     def postings_prefix(self, shard: int) -> str:
+        """For building many posting keys of one shard in a hot loop."""
         return self.shard_prefix(shard) + "p:"
-
-    def keyword_prefix(self, shard: int) -> str:
-        return self.shard_prefix(shard) + "k:"
-
-    def doc_prefix(self, shard: int) -> str:
-        return self.shard_prefix(shard) + "d:"
 
 
 def geo_columns(field: str) -> tuple[str, str]:

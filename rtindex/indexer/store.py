@@ -30,11 +30,6 @@ class LayoutMismatch(RuntimeError):
     """The Redis namespace holds an index built with an incompatible layout or schema."""
 
 
-def record(docnum: int, tfs: tuple[int, ...]) -> bytes:
-    """A text posting record: docnum then one tf per text field, all big-endian."""
-    return struct.pack(f">I{len(tfs)}H", docnum, *tfs)
-
-
 _DOCNUM = struct.Struct(">I")
 
 
