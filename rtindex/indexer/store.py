@@ -2,7 +2,8 @@
 
 It reads the stored state of a batch's documents, allocates docnums for new ones, and
 applies :class:`~rtindex.indexer.plan.DocPlan`s through ``apply.lua`` — one script call
-per shard per batch, pipelined, each document compare-and-set on its version.
+per shard and ``index.apply_chunk`` documents, pipelined, each document compare-and-set
+on its version.
 """
 
 from __future__ import annotations
