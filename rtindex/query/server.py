@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 import redis.exceptions as rx
 import uvicorn
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -99,6 +99,46 @@ class ObserveMiddleware:
                 self.metrics.errors.labels(endpoint, str(status)).inc()
 
 
+def _param(name: str, schema: dict[str, Any], what: str, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": what,
+    }
+
+
+_NUMBER = {"type": "number"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+SEARCH_PARAMETERS = [
+    _param("q", {"type": "string", "minLength": 1, "maxLength": MAX_Q_CHARS}, "the query", True),
+    _param("k", {"type": "integer", "minimum": 0, "maximum": MAX_K, "default": 10}, "hits"),
+    _param(
+        "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "skip"
+    ),
+    _param("op", {"type": "string", "enum": ["or", "and"], "default": "or"}, "term logic"),
+    _param("category", _STRINGS, "keyword filter: any of these (other keyword fields too)"),
+    _param("city", _STRINGS, "keyword filter: any of these"),
+    _param("tag", _STRINGS, "keyword filter on tags: any of these"),
+    _param("price_min", _NUMBER, "range filter (any number field: <field>_min)"),
+    _param("price_max", _NUMBER, "range filter (any number field: <field>_max)"),
+    _param("lat", {"type": "number", "minimum": -90, "maximum": 90}, "geo filter centre"),
+    _param("lon", {"type": "number", "minimum": -180, "maximum": 180}, "geo filter centre"),
+    _param("radius_km", {"type": "number", "exclusiveMinimum": 0, "maximum": 20037.6}, "radius"),
+]
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: not a number: {raw[:40]!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be a finite number")
+    return value
+
+
 def _unprocessable(reason: str) -> JSONResponse:
     return JSONResponse({"detail": reason}, status_code=422)
 
@@ -115,7 +155,7 @@ def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRe
             keywords.setdefault(field, []).append(value)
         elif name.endswith(("_min", "_max")) and name[:-4] in schema.number:
             lo_hi = ranges.setdefault(name[:-4], [None, None])
-            lo_hi[0 if name.endswith("_min") else 1] = float(value)
+            lo_hi[0 if name.endswith("_min") else 1] = _number(name, value)
         elif name in _FIXED:
             if name in single:
                 raise ValueError(f"{name!r} given more than once")
@@ -130,12 +170,10 @@ def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRe
             raise ValueError("lat, lon and radius_km go together")
         if not schema.geo:
             raise ValueError("the index schema has no geo field")
-        lat, lon, radius = (float(p) for p in geo_parts if p is not None)
+        lat, lon, radius = (
+            _number(n, p or "") for n, p in zip(("lat", "lon", "radius_km"), geo_parts, strict=True)
+        )
         geo = GeoFilter(field=schema.geo[0], lat=lat, lon=lon, radius_km=radius)
-    for name, (lo, hi) in ranges.items():
-        for v in (lo, hi):
-            if v is not None and not math.isfinite(v):
-                raise ValueError(f"{name}: range bounds must be finite numbers")
     return SearchRequest.model_validate(
         {
             **single,
@@ -167,24 +205,10 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         log.warning("Redis unavailable: %s", exc)
         return JSONResponse({"detail": "the index store is unavailable"}, status_code=503)
 
-    @app.get("/search")
-    def search(
-        request: Request,
-        q: Annotated[str, Query(min_length=1, max_length=MAX_Q_CHARS)],
-        k: Annotated[int, Query(ge=0, le=MAX_K)] = 10,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-        op: Annotated[str, Query(pattern="^(or|and)$")] = "or",
-        category: Annotated[list[str] | None, Query()] = None,
-        city: Annotated[list[str] | None, Query()] = None,
-        tag: Annotated[list[str] | None, Query()] = None,
-        price_min: Annotated[float | None, Query()] = None,
-        price_max: Annotated[float | None, Query()] = None,
-        lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
-        lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
-        radius_km: Annotated[float | None, Query(gt=0, le=20_037.6)] = None,
-    ) -> Any:
-        # The typed parameters above document the default schema (and validate it);
-        # build_request reads the raw pairs so that other schemas' fields work too.
+    @app.get("/search", openapi_extra={"parameters": SEARCH_PARAMETERS})
+    def search(request: Request) -> Any:
+        # Validated once, by build_request (parameters are documented in OpenAPI by hand:
+        # typed FastAPI parameters would validate everything a second time, ~0.8 ms).
         try:
             req = build_request(list(request.query_params.multi_items()), searcher)
             result = searcher.search(req)

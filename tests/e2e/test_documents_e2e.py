@@ -154,6 +154,9 @@ def test_http_limits_and_errors(settings: Settings, api: httpx.Client) -> None:
         ({"q": "x", "price_min": "cheap"}, "price"),
         ({"q": "x", "colour": "red"}, "colour"),
         ({"q": "x", "radius_km": -1, "lat": 0, "lon": 0}, "radius"),
+        ({"q": "x", "lat": "", "lon": 1, "radius_km": 1}, "lat: not a number"),
+        ({"q": "x", "price_max": "inf"}, "finite"),
+        ({"q": "x", "k": "ten"}, "k"),
         ({}, "q"),
     ]:
         r = api.get("/search", params=params)
@@ -166,4 +169,4 @@ def test_http_limits_and_errors(settings: Settings, api: httpx.Client) -> None:
     assert api.get("/readyz").status_code == 200
     metrics = api.get("/metrics").text
     assert 'rtindex_query_seconds_count{endpoint="/search"}' in metrics
-    assert 'rtindex_query_errors_total{endpoint="/search",status="422"} 10.0' in metrics
+    assert 'rtindex_query_errors_total{endpoint="/search",status="422"} 13.0' in metrics
