@@ -124,7 +124,7 @@ class RedisSettings(BaseModel):
 
 
 class IndexSettings(BaseModel):
-    model_config = _FROZEN
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: IndexSchema = Field(default_factory=IndexSchema, alias="schema")
     # Document-partitioned shards, each in its own Redis Cluster hash slot.
     # Fixed for the life of an index (recorded in Redis, checked at start).
@@ -135,8 +135,6 @@ class IndexSettings(BaseModel):
     # Documents per Lua script call: bounds how long one call blocks Redis (and so the
     # queries waiting behind it) while a large batch is applied.
     apply_chunk: int = Field(default=200, ge=1, le=10_000)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ApiSettings(BaseModel):

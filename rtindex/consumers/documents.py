@@ -59,23 +59,19 @@ class Prepared:
     tokens: dict[str, list[str]]
 
 
-def decode_batch(
-    records: list[Any], settings: Settings
-) -> tuple[list[Event], list[int], list[DeadLetter]]:
-    """Split records into valid events (with their record positions) and dead letters."""
+def decode_batch(records: list[Any], settings: Settings) -> tuple[list[Event], list[DeadLetter]]:
+    """Split records into valid events and dead letters, each in record order."""
     schema, limit = settings.index.schema_, settings.index.max_message_bytes
     events: list[Event] = []
-    positions: list[int] = []
     dead: list[DeadLetter] = []
-    for i, r in enumerate(records):
+    for r in records:
         try:
             events.append(decode_document_event(r.value, schema, limit))
-            positions.append(i)
         except InvalidEvent as e:
             dead.append(
                 DeadLetter(r.topic, r.partition, r.offset, r.key, r.value, e.reason, e.detail)
             )
-    return events, positions, dead
+    return events, dead
 
 
 class DocumentConsumer:
@@ -117,7 +113,7 @@ class DocumentConsumer:
     def prepare(self, records: list[Any]) -> Prepared:
         """CPU work that needs no Redis state: decode, and analyze every text field value
         (analysis is a pure function of the text). Runs while the previous batch applies."""
-        events, _, dead = decode_batch(records, self.settings)
+        events, dead = decode_batch(records, self.settings)
         text_fields = self.settings.index.schema_.text_fields
         texts = {
             v
