@@ -50,8 +50,9 @@ def cmd_consume(args: argparse.Namespace) -> int:
         from rtindex.consumers.documents import run_document_consumer
 
         return run_document_consumer(settings)
-    print(f"rtindex: no consumer for {args.stream!r} yet", file=sys.stderr)
-    return 2
+    from rtindex.consumers.behaviors import run_behavior_consumer
+
+    return run_behavior_consumer(settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -96,9 +97,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from rtindex.indexer.events import document_json_schema
+    from rtindex.indexer.events import behavior_json_schema, document_json_schema
 
-    print(json.dumps(document_json_schema(), ensure_ascii=False, indent=2))
+    schema = document_json_schema() if args.stream == "documents" else behavior_json_schema()
+    print(json.dumps(schema, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -115,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo-limit", type=int, default=5000, help="demo documents to load")
     up.set_defaults(func=cmd_up)
 
-    c = sub.add_parser("consume", help="run one consumer (documents)")
-    c.add_argument("stream", choices=["documents"])
+    c = sub.add_parser("consume", help="run one consumer (documents or behaviors)")
+    c.add_argument("stream", choices=["documents", "behaviors"])
     c.set_defaults(func=cmd_consume)
 
     s = sub.add_parser("serve", help="run the query service")
@@ -136,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--pretty", action="store_true")
     q.set_defaults(func=cmd_search)
 
-    sc = sub.add_parser("schema", help="print the JSON Schema of document events")
+    sc = sub.add_parser("schema", help="print the JSON Schema of document or behavior events")
+    sc.add_argument("stream", nargs="?", choices=["documents", "behaviors"], default="documents")
     sc.set_defaults(func=cmd_schema)
     return p
 

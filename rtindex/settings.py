@@ -137,6 +137,83 @@ class IndexSettings(BaseModel):
     apply_chunk: int = Field(default=200, ge=1, le=10_000)
 
 
+Action = Literal["view", "click", "like", "cart", "purchase"]
+ACTIONS: tuple[Action, ...] = ("view", "click", "like", "cart", "purchase")
+
+
+class ActionWeights(BaseModel):
+    """How much one event of each action says about a user's interest."""
+
+    model_config = _FROZEN
+    view: float = Field(default=1.0, ge=0)
+    click: float = Field(default=2.0, ge=0)
+    like: float = Field(default=3.0, ge=0)
+    cart: float = Field(default=4.0, ge=0)
+    purchase: float = Field(default=6.0, ge=0)
+
+    def of(self, action: str) -> float:
+        return float(getattr(self, action))
+
+
+class ChannelWeights(BaseModel):
+    """How ``recommend`` mixes its channels (each normalized to a best score of 1 first)."""
+
+    model_config = _FROZEN
+    i2i: float = Field(default=1.0, ge=0)
+    preference: float = Field(default=0.3, ge=0)
+    trending: float = Field(default=0.1, ge=0)
+
+
+class BehaviorSettings(BaseModel):
+    """Behavior structures and recall. Times are in seconds, caps in entries; every
+    structure is bounded by a cap. ARCHITECTURE.md explains each one."""
+
+    model_config = _FROZEN
+    # User-partitioned shards, each in its own Redis Cluster hash slot. Fixed for the
+    # life of a namespace (recorded in Redis, checked at start).
+    shards: int = Field(default=1, ge=1, le=1024)
+    actions: ActionWeights = Field(default_factory=ActionWeights)
+    # A user's recent events kept (newest first). They are also the memory of event ids
+    # for de-duplicating re-sent events (Kafka redelivery is caught by offsets instead).
+    recent_cap: int = Field(default=128, ge=1, le=10_000)
+    # Co-occurrence window: an event links its item to the user's last `window_items`
+    # distinct items acted on within `window_s` of it...
+    window_items: int = Field(default=10, ge=1, le=1000)
+    window_s: float = Field(default=1800.0, gt=0)
+    # ...each pair weighted by both actions and by 2^(-gap / pair_half_life_s)...
+    pair_half_life_s: float = Field(default=900.0, gt=0)
+    # ...and damped for very active users by 1 / log2(2 + events of the user)^damping.
+    activity_damping: float = Field(default=1.0, ge=0)
+    # Each item keeps its strongest `neighbours_cap` co-occurring items.
+    neighbours_cap: int = Field(default=100, ge=1, le=10_000)
+    # Exponential time decay (half-lives) of co-occurrence, trending and preferences.
+    i2i_half_life_s: float = Field(default=14 * 86400.0, gt=0)
+    trending_half_life_s: float = Field(default=6 * 3600.0, gt=0)
+    profile_half_life_s: float = Field(default=30 * 86400.0, gt=0)
+    trending_cap: int = Field(default=10_000, ge=1)
+    profile_cap: int = Field(default=64, ge=1, le=10_000)
+    # Document keyword fields that feed the preference profile, and the one that gets
+    # per-value trending lists (`/trending?category=`).
+    profile_fields: tuple[str, ...] = ("category", "tags")
+    trending_field: str = "category"
+    # Items a user acted on with these actions are not recommended to them again.
+    exclude_actions: tuple[Action, ...] = ("purchase",)
+    exclude_cap: int = Field(default=1000, ge=1)
+    # Users with no event for this long (event time) are forgotten; None keeps them.
+    user_ttl_s: float | None = Field(default=180 * 86400.0, gt=0)
+    # Events per Lua script call (bounds how long one call blocks Redis).
+    apply_chunk: int = Field(default=500, ge=1, le=10_000)
+    # Recall.
+    channels: ChannelWeights = Field(default_factory=ChannelWeights)
+    recent_used: int = Field(default=20, ge=1, le=1000)  # recent items that seed i2i
+    recent_half_life_s: float = Field(default=3600.0, gt=0)  # their recency weight
+    # Similarity = co-occurrence / (popularity_i * popularity_j)^normalization.
+    normalization: float = Field(default=0.5, ge=0, le=1)
+    preferred_values: int = Field(default=3, ge=0, le=100)  # top profile values used
+    # /search?user_id=: score * (1 + search_boost * preference match in [0, 1]).
+    search_boost: float = Field(default=0.5, ge=0)
+
+
 class ApiSettings(BaseModel):
     model_config = _FROZEN
     host: str = "127.0.0.1"
@@ -150,8 +227,20 @@ class Settings(BaseModel):
     index: IndexSettings = Field(default_factory=IndexSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     bm25: BM25Settings = Field(default_factory=BM25Settings)
+    behavior: BehaviorSettings = Field(default_factory=BehaviorSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _behavior_fields(self) -> Settings:
+        keyword = self.index.schema_.keyword
+        b = self.behavior
+        for name in (*b.profile_fields, b.trending_field):
+            if name not in keyword:
+                raise ValueError(
+                    f"behavior field {name!r} is not a keyword field of the index schema"
+                )
+        return self
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with nested overrides merged in, validated again."""

@@ -1,118 +1,56 @@
-"""The document consumer: topic -> decoded events -> Redis index -> committed offsets.
+"""The document consumer: topic -> decoded, analyzed events -> Redis index -> committed offsets.
 
-The order is the guarantee (and ARCHITECTURE.md's): poll a micro-batch; send its bad
-messages to the DLQ and wait for the broker's acknowledgement; apply the valid events to
-Redis; only then commit the batch's offsets. A crash anywhere before the commit means
-the batch is delivered again, and applying it again changes nothing (versions decide).
-Transient outages are waited out with backoff and never commit; bugs raise.
+The loop and its delivery guarantee are :mod:`rtindex.consumers.pipeline`'s; here is how
+document events are decoded, pre-analyzed (analysis is a pure function of the text, so it
+runs while the previous batch is being written) and applied (versions decide: applying a
+batch again changes nothing).
 """
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
-import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError
-from kafka.structs import OffsetAndMetadata
-
-from rtindex.consumers.dlq import DeadLetter, DeadLetterQueue
-from rtindex.consumers.failpoints import failpoint
-from rtindex.consumers.kafka_config import kafka_client_config
-from rtindex.consumers.retry import Interrupted, retry_transient
+from rtindex.consumers.dlq import DeadLetter
+from rtindex.consumers.pipeline import (
+    ConsumerTotals,
+    PipelinedConsumer,
+    Prepared,
+    decode_records,
+    freshness,
+    run_consumer,
+)
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.batch import index_documents
-from rtindex.indexer.connection import connect
-from rtindex.indexer.events import DeleteEvent, InvalidEvent, decode_document_event
+from rtindex.indexer.events import DeleteEvent, decode_document_event
 from rtindex.indexer.plan import Event, Outcome
 from rtindex.indexer.store import DocumentStore
 from rtindex.settings import Settings
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class ConsumerTotals:
-    """Running totals since start (the metrics endpoint and the tests read these)."""
-
-    batches: int = 0
-    events: Counter[str] = field(default_factory=Counter)
-    dlq_reasons: Counter[str] = field(default_factory=Counter)
-    commit_failures: int = 0
-    redis_retries: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A polled batch, decoded, with its text fields already analyzed."""
-
-    records: list[Any]
-    events: list[Event]
-    dead: list[DeadLetter]
-    tokens: dict[str, list[str]]
+__all__ = ["ConsumerTotals", "DocumentConsumer", "decode_batch", "run_document_consumer"]
 
 
 def decode_batch(records: list[Any], settings: Settings) -> tuple[list[Event], list[DeadLetter]]:
-    """Split records into valid events and dead letters, each in record order."""
+    """Split records into valid document events and dead letters, each in record order."""
     schema, limit = settings.index.schema_, settings.index.max_message_bytes
-    events: list[Event] = []
-    dead: list[DeadLetter] = []
-    for r in records:
-        try:
-            events.append(decode_document_event(r.value, schema, limit))
-        except InvalidEvent as e:
-            dead.append(
-                DeadLetter(r.topic, r.partition, r.offset, r.key, r.value, e.reason, e.detail)
-            )
-    return events, dead
+    return decode_records(records, lambda r: decode_document_event(r.value, schema, limit))
 
 
-class DocumentConsumer:
+class DocumentConsumer(PipelinedConsumer[Event]):
+    kind = "document"
+    outcomes = ("applied", "stale", "duplicate", "invalid")
+
     def __init__(self, settings: Settings, *, group: str | None = None) -> None:
-        self.settings = settings
-        self.group = group or settings.kafka.documents_group
         k = settings.kafka
-        self.redis = connect(settings, pool_size=4)
+        super().__init__(settings, k.documents_topic, group or k.documents_group)
         self.store = DocumentStore(self.redis, settings)
         self.analyzer = Analyzer(settings.analysis)
-        self.totals = ConsumerTotals()
-        self.consumer = KafkaConsumer(
-            k.documents_topic,
-            **kafka_client_config(
-                settings,
-                group_id=self.group,
-                enable_auto_commit=False,
-                auto_offset_reset=k.auto_offset_reset,
-                max_poll_records=k.max_batch,
-                session_timeout_ms=k.session_timeout_ms,
-                heartbeat_interval_ms=k.heartbeat_interval_ms,
-                fetch_max_wait_ms=k.fetch_max_wait_ms,
-                # An oversized message must still be fetched, so that it can reach the DLQ.
-                max_partition_fetch_bytes=max(settings.index.max_message_bytes * 4, 1 << 20),
-                fetch_max_bytes=max(settings.index.max_message_bytes * 8, 50 << 20),
-            ),
-        )
-        self.dlq = DeadLetterQueue(settings, self.group)
 
-    def _retry(self, fn: Any, stop: threading.Event, what: str) -> Any:
-        def counted(_e: BaseException) -> None:
-            self.totals.redis_retries += 1
+    def ensure_layout(self) -> None:
+        self.store.ensure_layout()
 
-        r = self.settings.redis
-        return retry_transient(
-            fn, stop, what=what, initial_s=r.retry_initial_s, max_s=r.retry_max_s, on_retry=counted
-        )
-
-    def prepare(self, records: list[Any]) -> Prepared:
-        """CPU work that needs no Redis state: decode, and analyze every text field value
-        (analysis is a pure function of the text). Runs while the previous batch applies."""
+    def prepare(self, records: list[Any]) -> Prepared[Event]:
+        """Decode, and analyze every text field value."""
         events, dead = decode_batch(records, self.settings)
         text_fields = self.settings.index.schema_.text_fields
         texts = {
@@ -124,142 +62,25 @@ class DocumentConsumer:
         }
         return Prepared(records, events, dead, {t: self.analyzer.tokens(t) for t in texts})
 
-    def apply(self, batch: Prepared, stop: threading.Event) -> Counter[str]:
-        """DLQ first, then Redis. Does not commit."""
-        if batch.dead:
-            self._retry(lambda: self.dlq.send_all(batch.dead), stop, "publishing to the DLQ")
-            for d in batch.dead:
-                self.totals.dlq_reasons[d.reason] += 1
-        counts: Counter[str] = Counter(invalid=len(batch.dead))
-        if batch.events:
-            analyzed, analyze = batch.tokens, self.analyzer.tokens
+    def apply_events(self, batch: Prepared[Event]) -> Counter[str]:
+        analyzed, analyze = batch.extra, self.analyzer.tokens
 
-            def tokens(text: str) -> list[str]:
-                return analyzed[text] if text in analyzed else analyze(text)
+        def tokens(text: str) -> list[str]:
+            return analyzed[text] if text in analyzed else analyze(text)
 
-            result = self._retry(
-                lambda: index_documents(self.store, batch.events, tokens),
-                stop,
-                "writing the batch to Redis",
+        result = index_documents(self.store, batch.events, tokens)
+        counts = result.counts()
+        counts.update(
+            freshness(
+                [
+                    e.ts
+                    for e, o in zip(batch.events, result.outcomes, strict=True)
+                    if o is Outcome.APPLIED
+                ]
             )
-            counts.update(result.counts())
-            now = time.time() * 1000
-            applied_ts = [
-                e.ts
-                for e, o in zip(batch.events, result.outcomes, strict=True)
-                if o is Outcome.APPLIED
-            ]
-            if applied_ts:
-                lag = sorted(now - t for t in applied_ts)
-                counts["freshness_p50_ms"] = int(lag[len(lag) // 2])
-                counts["freshness_max_ms"] = int(lag[-1])
-        return counts
-
-    def process(self, records: list[Any], stop: threading.Event) -> Counter[str]:
-        """Prepare and apply one batch in this thread. Does not commit."""
-        return self.apply(self.prepare(records), stop)
-
-    def commit(self, records: list[Any], stop: threading.Event) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            nxt = r.offset + 1
-            if tp not in offsets or offsets[tp].offset < nxt:
-                offsets[tp] = OffsetAndMetadata(nxt, "", -1)
-        try:
-            self._retry(lambda: self.consumer.commit(offsets), stop, "committing offsets")
-        except CommitFailedError as e:
-            # A rebalance took the partitions away: their new owner gets the batch again,
-            # and applying it again changes nothing. Count it; do not crash.
-            self.totals.commit_failures += 1
-            log.warning(
-                "offset commit refused after a rebalance (%s); the batch will be redelivered", e
-            )
-
-    def run(self, stop: threading.Event) -> None:
-        """Poll, prepare, apply, commit, with one batch in flight.
-
-        A writer thread applies batch N (DLQ, then Redis) while this thread polls and
-        prepares batch N+1; then this thread waits for N, commits N, and hands N+1 over.
-        So a batch is committed only after it is applied, batches apply in order, and the
-        Kafka consumer is only ever touched by this thread.
-        """
-        k = self.settings.kafka
-        log.info("document consumer: group %s, topic %s", self.group, k.documents_topic)
-        try:
-            self._retry(self.store.ensure_layout, stop, "checking the index layout")
-        except Interrupted:
-            return
-        inflight: tuple[Prepared, Future[Counter[str]], float] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtindex-writer") as writer:
-            try:
-                while True:
-                    batch = None
-                    if not stop.is_set():
-                        polled = self.consumer.poll(
-                            timeout_ms=k.poll_timeout_ms, max_records=k.max_batch
-                        )
-                        records = [r for tp in sorted(polled) for r in polled[tp]]
-                        if records:
-                            batch = self.prepare(records)
-                    if inflight is not None:
-                        self._finish(*inflight, stop)
-                        inflight = None
-                    if batch is not None:
-                        started = time.perf_counter()
-                        inflight = (batch, writer.submit(self.apply, batch, stop), started)
-                    elif stop.is_set():
-                        return
-            except Interrupted as e:
-                log.warning(
-                    "stopping during an outage (%s): batch not committed, it will be redelivered",
-                    e,
-                )
-
-    def _finish(
-        self, batch: Prepared, applied: Future[Counter[str]], started: float, stop: threading.Event
-    ) -> None:
-        counts = applied.result()  # re-raises the writer's exception, Interrupted included
-        failpoint("after_apply_before_commit")
-        self.commit(batch.records, stop)
-        self.totals.batches += 1
-        for name in ("applied", "stale", "duplicate", "invalid"):
-            self.totals.events[name] += counts.get(name, 0)
-        log.info(
-            "batch: %d records, applied %d, stale %d, duplicate %d, invalid %d, "
-            "freshness p50 %s ms max %s ms, %.1f ms",
-            len(batch.records),
-            counts.get("applied", 0),
-            counts.get("stale", 0),
-            counts.get("duplicate", 0),
-            counts.get("invalid", 0),
-            counts.get("freshness_p50_ms", "-"),
-            counts.get("freshness_max_ms", "-"),
-            (time.perf_counter() - started) * 1e3,
         )
-
-    def close(self) -> None:
-        self.consumer.close(autocommit=False)
-        self.dlq.close()
-        self.redis.close()
-
-
-def install_stop_signals(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current batch, then stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+        return counts
 
 
 def run_document_consumer(settings: Settings) -> int:
-    stop = threading.Event()
-    install_stop_signals(stop)
-    consumer = DocumentConsumer(settings)
-    try:
-        consumer.run(stop)
-    finally:
-        consumer.close()
-    log.info("document consumer stopped: %s", dict(consumer.totals.events))
-    return 0
+    return run_consumer(DocumentConsumer(settings))

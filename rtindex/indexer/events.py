@@ -9,6 +9,7 @@ reason (the DLQ header) and a human detail.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -23,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from rtindex.settings import IndexSchema
+from rtindex.settings import Action, IndexSchema
 
 MAX_VERSION = (1 << 63) - 1  # Kafka-style int64; larger values are rejected, not wrapped.
 MAX_TS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -38,11 +39,14 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0 and C1 control characters
+
+
 def _check_id(v: str) -> str:
     n = len(v.encode("utf-8", errors="strict"))
     if not 1 <= n <= 512:
         raise ValueError("id must be 1 to 512 bytes of UTF-8")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in v):
+    if _CONTROL.search(v):
         raise ValueError("id must not contain control characters")
     return v
 
@@ -50,6 +54,12 @@ def _check_id(v: str) -> str:
 def _check_utf8(v: str) -> str:
     # Lone surrogates (from JSON \ud800 escapes) cannot be encoded: reject, don't mangle.
     v.encode("utf-8", errors="strict")
+    return v
+
+
+def _check_finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
     return v
 
 
@@ -101,6 +111,20 @@ class GeoPoint(BaseModel):
     lon: Annotated[StrictFloat | StrictInt, Field(ge=-180, le=180)]
 
 
+class BehaviorEvent(BaseModel):
+    """One user action on one item (the contract's section 3)."""
+
+    model_config = _STRICT
+    event_id: DocId
+    user_id: DocId
+    item_id: DocId
+    action: Action
+    ts: Timestamp
+    query: Annotated[StrictStr, AfterValidator(_check_utf8), Field(max_length=1000)] | None = None
+    value: Annotated[StrictFloat | StrictInt, AfterValidator(_check_finite)] | None = None
+    location: GeoPoint | None = None
+
+
 def _parse_json(raw: bytes | None, max_bytes: int) -> Any:
     if raw is None:
         raise InvalidEvent("empty", "the message has no value")
@@ -144,6 +168,17 @@ def decode_document_event(
     return event
 
 
+def decode_behavior_event(raw: bytes | None, max_bytes: int) -> BehaviorEvent:
+    """Bytes -> a validated behavior event, or :class:`InvalidEvent`."""
+    data = _parse_json(raw, max_bytes)
+    if not isinstance(data, dict):
+        raise InvalidEvent("invalid_event", "the event must be a JSON object")
+    try:
+        return BehaviorEvent.model_validate(data)
+    except ValidationError as e:
+        raise InvalidEvent("invalid_event", _first_error(e)) from None
+
+
 def check_doc_fields(doc: dict[str, Any], schema: IndexSchema) -> str | None:
     """Why ``doc`` violates the index schema, or None."""
     for name, value in doc.items():
@@ -173,6 +208,16 @@ def check_doc_fields(doc: dict[str, Any], schema: IndexSchema) -> str | None:
             except ValidationError as e:
                 return f"{name}: a geo field takes {{lat, lon}} in range ({_first_error(e)})"
     return None
+
+
+def behavior_json_schema() -> dict[str, Any]:
+    """JSON Schema of one behavior event."""
+    schema = BehaviorEvent.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "rtindex behavior event",
+    }
 
 
 def document_json_schema() -> dict[str, Any]:

@@ -21,6 +21,30 @@ Per shard (prefix ``<ns>:{s<i>}:``):
 ``nv:<f>:<chunk>`` str    numeric doc values, f64 BE per docnum (NaN = missing)
 =================  =====  ==========================================================
 
+Behavior state is user-partitioned into ``behavior.shards`` shards (hash tag ``{b<i>}``,
+shard = crc32(user id)): every effect of one event lands in its user's shard, so one script
+applies a batch's events to a shard atomically together with the shard's Kafka offsets.
+Item-level structures are therefore per-shard partial sums, merged when read. Per shard
+(prefix ``<ns>:{b<i>}:``), version ``BEHAVIOR_LAYOUT_VERSION``:
+
+=================  =====  ==========================================================
+``bs``             hash   o:<topic>:<partition> (last applied offset), f:<topic>:<partition>
+                          (its record's hash), applied, duplicate (events)
+``ua``             zset   user -> time of their last event (ms): users, and expiry
+``u:<user>``       hash   n (events applied: the compare-and-set token), last (ts)
+``ur:<user>``      list   recent events, newest first: ts, action, event id, item (0x1f
+                          separated)
+``ux:<user>``      zset   items excluded from recommendations (e.g. bought) -> ts
+``up:<user>``      zset   preference ``<field>=<value>`` -> decayed weight (log2)
+``nb:<item>``      zset   co-occurring item -> decayed weight (log2)
+``ic:<item>``      hash   action -> events
+``ip``             zset   item -> decayed interaction weight (log2), for normalizing
+``tr``, ``tr:<v>`` zset   item -> decayed trending weight (log2), global and per value
+=================  =====  ==========================================================
+
+Decayed weights are stored as log2 of a forward-decayed sum (see ``indexer/decay.py``), so
+no rescan is ever needed and nothing overflows.
+
 Geo fields are two numeric doc-value columns, ``<f>.lat`` and ``<f>.lon``.
 Docnums are allocated per shard, never reused; an update keeps the docnum, so only the
 changed terms are written. Global: ``<ns>:meta`` (layout version, shards, schema).
@@ -32,6 +56,7 @@ import zlib
 from dataclasses import dataclass
 
 LAYOUT_VERSION = 1
+BEHAVIOR_LAYOUT_VERSION = 1
 # Doc-value columns are split in chunks so a query fetches only the slices it needs.
 CHUNK_DOCS = 16_384
 
@@ -85,3 +110,59 @@ class Keys:
 
 def geo_columns(field: str) -> tuple[str, str]:
     return f"{field}.lat", f"{field}.lon"
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviorKeys:
+    namespace: str
+    shards: int
+
+    def shard_of(self, user_id: str) -> int:
+        return zlib.crc32(user_id.encode("utf-8")) % self.shards
+
+    def prefix(self, shard: int) -> str:
+        return f"{self.namespace}:{{b{shard}}}:"
+
+    def stats(self, shard: int) -> str:
+        return self.prefix(shard) + "bs"
+
+    def users(self, shard: int) -> str:
+        return self.prefix(shard) + "ua"
+
+    def user(self, shard: int, user_id: str) -> str:
+        return self.prefix(shard) + "u:" + user_id
+
+    def recent(self, shard: int, user_id: str) -> str:
+        return self.prefix(shard) + "ur:" + user_id
+
+    def excluded(self, shard: int, user_id: str) -> str:
+        return self.prefix(shard) + "ux:" + user_id
+
+    def profile(self, shard: int, user_id: str) -> str:
+        return self.prefix(shard) + "up:" + user_id
+
+    def user_keys(self, shard: int, user_id: str) -> tuple[str, str, str, str]:
+        """Every per-user key (what expiring a user deletes)."""
+        return (
+            self.user(shard, user_id),
+            self.recent(shard, user_id),
+            self.excluded(shard, user_id),
+            self.profile(shard, user_id),
+        )
+
+    def neighbours(self, shard: int, item_id: str) -> str:
+        return self.prefix(shard) + "nb:" + item_id
+
+    def counters(self, shard: int, item_id: str) -> str:
+        return self.prefix(shard) + "ic:" + item_id
+
+    def popularity(self, shard: int) -> str:
+        return self.prefix(shard) + "ip"
+
+    def trending(self, shard: int, value: str | None = None) -> str:
+        return self.prefix(shard) + ("tr" if value is None else "tr:" + value)
+
+    @staticmethod
+    def offset_fields(topic: str, partition: int) -> tuple[str, str]:
+        """The ``bs`` fields of a partition's last applied offset and its record's hash."""
+        return f"o:{topic}:{partition}", f"f:{topic}:{partition}"

@@ -39,6 +39,24 @@ def schema_fingerprint(schema: IndexSchema) -> str:
     return orjson.dumps({"text": list(schema.text), "cols": list(numeric_columns(schema))}).decode()
 
 
+def record_layout(client: redis.Redis, namespace: str, want: dict[str, str]) -> None:
+    """Record ``want`` in the namespace's meta hash if new, or refuse a namespace that
+    was built with other values (a layout version, a shard count, a schema)."""
+    meta = Keys(namespace, 1).meta
+    pipe = client.pipeline(transaction=False)
+    for k, v in want.items():
+        pipe.hsetnx(meta, k, v)
+    pipe.hgetall(meta)
+    stored: dict[bytes, bytes] = pipe.execute()[-1]
+    have = {k.decode(): v.decode() for k, v in stored.items()}
+    for k, v in want.items():
+        if have.get(k) != v:
+            raise LayoutMismatch(
+                f"namespace {namespace!r} holds an index with {k}={have.get(k)!r}, "
+                f"this configuration needs {v!r}: use another namespace or rebuild the index"
+            )
+
+
 @dataclass(slots=True)
 class _Args:
     """KEYS and ARGV of one script call, with the keys de-duplicated."""
@@ -87,23 +105,15 @@ class DocumentStore:
     # -- layout -------------------------------------------------------------------
     def ensure_layout(self) -> None:
         """Record the layout in a new namespace, or refuse one built differently."""
-        want = {
-            "layout": str(LAYOUT_VERSION),
-            "shards": str(self.keys.shards),
-            "schema": schema_fingerprint(self.schema),
-        }
-        pipe = self.client.pipeline(transaction=False)
-        for k, v in want.items():
-            pipe.hsetnx(self.keys.meta, k, v)
-        pipe.hgetall(self.keys.meta)
-        stored: dict[bytes, bytes] = pipe.execute()[-1]
-        have = {k.decode(): v.decode() for k, v in stored.items()}
-        for k, v in want.items():
-            if have.get(k) != v:
-                raise LayoutMismatch(
-                    f"namespace {self.keys.namespace!r} holds an index with {k}={have.get(k)!r}, "
-                    f"this configuration needs {v!r}: use another namespace or rebuild the index"
-                )
+        record_layout(
+            self.client,
+            self.keys.namespace,
+            {
+                "layout": str(LAYOUT_VERSION),
+                "shards": str(self.keys.shards),
+                "schema": schema_fingerprint(self.schema),
+            },
+        )
 
     # -- read -----------------------------------------------------------------------
     def read(self, doc_ids: list[str]) -> dict[str, Stored]:

@@ -137,6 +137,7 @@ def _children(settings: Settings, api_port: int) -> list[Child]:
     py = [sys.executable, "-m", "rtindex"]
     return [
         Child("document consumer", [*py, "consume", "documents"], env),
+        Child("behavior consumer", [*py, "consume", "behaviors"], env),
         Child("query service", [*py, "serve", "--host", HOST, "--port", str(api_port)], env),
     ]
 

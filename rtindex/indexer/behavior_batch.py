@@ -1,0 +1,74 @@
+"""Apply one batch of behavior events: per user shard, read, plan chunks, write, and
+re-plan from fresh state when a compare-and-set lost a race."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rtindex.indexer.behavior import Located, expiry_ops, plan_chunk
+from rtindex.indexer.behavior_store import BehaviorStore
+
+# Conflicts need two writers on one user at once (a producer that sends no key, or a
+# partition moving). A few rounds settle them; endless ones are a bug.
+MAX_ROUNDS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviorResult:
+    outcomes: list[str]  # one per event, in batch order
+    conflicts: int
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.outcomes)
+
+
+def index_behaviors(store: BehaviorStore, events: Sequence[Located]) -> BehaviorResult:
+    """Apply ``events`` (in stream order) exactly once in effect: an event at or below its
+    shard's applied offset is a redelivery, a known ``event_id`` a duplicate; each chunk
+    is written atomically with the offsets it covers."""
+    cfg, keys = store.cfg, store.keys
+    by_shard: dict[int, list[int]] = {}
+    for i, loc in enumerate(events):
+        by_shard.setdefault(keys.shard_of(loc.event.user_id), []).append(i)
+    attributes = store.item_attributes(loc.event.item_id for loc in events)
+    outcomes: list[str] = [""] * len(events)
+    conflicts = 0
+    for shard, idx in by_shard.items():
+        chunks = [idx[j : j + cfg.apply_chunk] for j in range(0, len(idx), cfg.apply_chunk)]
+        cutoff = None
+        if cfg.user_ttl_s is not None:
+            cutoff = max(events[i].event.ts for i in idx) - int(cfg.user_ttl_s * 1000)
+        pos, rounds, state = 0, 0, None
+        while pos < len(chunks):
+            if state is None:
+                users = list(
+                    dict.fromkeys(events[i].event.user_id for c in chunks[pos:] for i in c)
+                )
+                state = store.read(shard, users, cutoff)
+            chunk = chunks[pos]
+            plan = plan_chunk(
+                shard,
+                [events[i] for i in chunk],
+                state.users,
+                state.offsets,
+                attributes,
+                keys,
+                cfg,
+            )
+            expire = expiry_ops(shard, state.expired, cutoff, keys) if cutoff is not None else []
+            lost = store.apply(plan, expire)
+            if lost:
+                conflicts += 1
+                rounds += 1
+                if rounds >= MAX_ROUNDS:
+                    raise RuntimeError(f"behavior shard {shard}: still conflicting: {lost[:5]}")
+                state = None  # planning advanced the states in place: read them again
+                continue
+            for i, outcome in zip(chunk, plan.outcomes, strict=True):
+                outcomes[i] = outcome
+            state.offsets.update(plan.offsets)
+            state.expired = []
+            pos += 1
+    return BehaviorResult(outcomes, conflicts)
