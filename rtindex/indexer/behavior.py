@@ -108,7 +108,7 @@ def pair_weight(
     """Co-occurrence weight of one pair from one user: both actions' weights, the time
     between them (half-life ``pair_half_life_s``), and the user's activity damping
     (inverse user frequency: a user who acts on everything says little about any pair)."""
-    damping = math.log2(2 + user_events) ** cfg.activity_damping
+    damping = math.pow(math.log2(2 + user_events), cfg.activity_damping)
     return w_a * w_b * halvings(gap_ms, cfg.pair_half_life_s) / damping
 
 

@@ -160,12 +160,14 @@ def _declared_keys(cas: Iterable[str], ops: Sequence[Op]) -> list[str]:
     keys = dict.fromkeys(cas)
     i, n = 0, len(ops)
     while i < n:
-        op, key = ops[i], ops[i + 1]
+        op, key = ops[i], str(ops[i + 1])
         keys[key] = None
+        if not isinstance(op, str):
+            raise ValueError(f"operation expected at {i}, found {op!r}")
         if op in "zxeoa":
             width = {"z": 5, "x": 5, "a": 4, "o": 6, "e": 8}[op]
             if op == "e":
-                keys.update(dict.fromkeys(ops[i + 4 : i + 8]))
+                keys.update(dict.fromkeys(str(k) for k in ops[i + 4 : i + 8]))
         elif op == "Z":
             width = 4 + 2 * int(ops[i + 3])
         elif op == "l":

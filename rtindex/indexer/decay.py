@@ -34,9 +34,9 @@ def log_add(a: float | None, b: float) -> float:
 def value_at(stored: float, now_ms: float, half_life_s: float) -> float:
     """The decayed sum at ``now_ms`` (0.0 when it has decayed below a double's range)."""
     exponent = stored - now_ms / (half_life_s * MS_PER_S)
-    return 0.0 if exponent < -1000 else 2.0**exponent
+    return 0.0 if exponent < -1000 else math.pow(2.0, min(exponent, 1000.0))
 
 
 def halvings(gap_ms: float, half_life_s: float) -> float:
     """The weight factor of something ``gap_ms`` old: 2^(-gap / half-life)."""
-    return 2.0 ** (-abs(gap_ms) / (half_life_s * MS_PER_S))
+    return math.pow(2.0, -abs(gap_ms) / (half_life_s * MS_PER_S))

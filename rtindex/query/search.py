@@ -33,6 +33,9 @@ from rtindex.query.postings import (
 from rtindex.query.rank import top_order
 from rtindex.settings import Settings
 
+# (keyword field, value) -> weight in (0, 1]: a user's preferences, for personalization.
+Preferences = dict[tuple[str, str], float]
+
 MAX_Q_CHARS = 1000
 MAX_K = 1000
 MAX_OFFSET = 10_000
@@ -57,6 +60,8 @@ class SearchRequest(BaseModel):
     keywords: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     geo: GeoFilter | None = None
+    # Personalization: boost hits that match this user's preferences (behavior profile).
+    user_id: str | None = Field(default=None, min_length=1, max_length=512)
 
     @model_validator(mode="after")
     def _ranges(self) -> SearchRequest:
@@ -73,6 +78,7 @@ class _Shard:
     shard: int
     postings: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint16]]]
     allowed: list[list[npt.NDArray[np.uint32]]]  # per keyword filter, per value
+    preferred: list[npt.NDArray[np.uint32]]  # per preference, the documents matching it
     chunks: list[int] = field(default_factory=list)
     lengths: dict[int, bytes | None] = field(default_factory=dict)
     values: dict[str, dict[int, bytes | None]] = field(default_factory=dict)
@@ -109,6 +115,7 @@ class Searcher:
         self.text_fields = self.schema.text_fields
         self.boosts = [self.schema.text[f].boost for f in self.text_fields]
         self.k1, self.b = settings.bm25.k1, settings.bm25.b
+        self.search_boost = settings.behavior.search_boost
 
     @classmethod
     def connect(cls, settings: Settings) -> Searcher:
@@ -130,14 +137,19 @@ class Searcher:
             raise ValueError(f"{req.geo.field!r} is not a geo field of the index schema")
 
     # -- the query -------------------------------------------------------------------
-    def search(self, req: SearchRequest) -> dict[str, Any]:
+    def search(self, req: SearchRequest, preferences: Preferences | None = None) -> dict[str, Any]:
+        """``preferences``: (keyword field, value) -> weight in (0, 1]; a hit's score is
+        multiplied by 1 + ``behavior.search_boost`` * its best matching weight."""
         t0 = time.perf_counter()
         self.check(req)
         terms = unique_terms(self.analyzer.tokens(req.q))
-        total, hits = self._search(req, terms) if terms else (0, [])
+        prefs = [(f, v, w) for (f, v), w in (preferences or {}).items() if f in self.schema.keyword]
+        total, hits = self._search(req, terms, prefs) if terms else (0, [])
         return {"total": total, "took_ms": (time.perf_counter() - t0) * 1e3, "hits": hits}
 
-    def _search(self, req: SearchRequest, terms: list[str]) -> tuple[int, list[dict[str, Any]]]:
+    def _search(
+        self, req: SearchRequest, terms: list[str], prefs: list[tuple[str, str, float]]
+    ) -> tuple[int, list[dict[str, Any]]]:
         keys, n_text = self.keys, len(self.text_fields)
         filters = list(req.keywords.items())
         pipe = self.client.pipeline(transaction=False)
@@ -148,6 +160,8 @@ class Searcher:
             for _f, vals in filters:
                 for v in vals:
                     pipe.get(keys.keyword(s, _f, v))
+            for _f, v, _w in prefs:
+                pipe.get(keys.keyword(s, _f, v))
         replies = iter(pipe.execute())
 
         n_docs = 0
@@ -161,7 +175,8 @@ class Searcher:
             postings = [decode_text_postings(next(replies), n_text) for _ in terms]
             df += [len(d) for d, _ in postings]
             allowed = [[decode_docnums(next(replies)) for _ in vals] for _f, vals in filters]
-            shards.append(_Shard(s, postings, allowed))
+            preferred = [decode_docnums(next(replies)) for _ in prefs]
+            shards.append(_Shard(s, postings, allowed, preferred))
         if n_docs <= 0:
             return 0, []
         avgdl = total_len / n_docs
@@ -188,7 +203,7 @@ class Searcher:
         results = [
             hits
             for sh in shards
-            if (hits := self._score_shard(req, terms, sh, avgdl, idfs, columns)) is not None
+            if (hits := self._score_shard(req, terms, sh, avgdl, idfs, columns, prefs)) is not None
         ]
         return self._page(req, results)
 
@@ -200,6 +215,7 @@ class Searcher:
         avgdl: npt.NDArray[np.float64],
         idfs: list[float],
         columns: list[str],
+        prefs: list[tuple[str, str, float]],
     ) -> _ShardHits | None:
         """Scores accumulate in an array indexed by docnum (dense per shard): O(postings
         + docnums) with no sorting or merging of posting lists."""
@@ -247,7 +263,14 @@ class Searcher:
             c = c[mask]
         if not len(c):
             return None
-        return _ShardHits(sh.shard, c, acc[c])
+        scores = acc[c]
+        if prefs and self.search_boost > 0:
+            liked = np.zeros(size)
+            for docs, (_f, _v, weight) in zip(sh.preferred, prefs, strict=True):
+                inside = docs[docs < size]
+                liked[inside] = np.maximum(liked[inside], weight)
+            scores = scores * (1.0 + self.search_boost * liked[c])
+        return _ShardHits(sh.shard, c, scores)
 
     @staticmethod
     def _and_mask(terms: list[str], sh: _Shard, size: int) -> npt.NDArray[np.bool_]:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 import redis.exceptions as rx
 import uvicorn
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,6 +28,7 @@ from prometheus_client import (
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rtindex.query.recall import Recaller
 from rtindex.query.search import (
     MAX_K,
     MAX_OFFSET,
@@ -39,6 +40,10 @@ from rtindex.query.search import (
 from rtindex.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+Id = Annotated[str, Query(min_length=1, max_length=512)]
+K = Annotated[int, Query(ge=0, le=MAX_K)]
 
 # Contract parameter name -> schema field, where they differ.
 _PARAM_ALIASES = {"tag": "tags"}
@@ -126,6 +131,11 @@ SEARCH_PARAMETERS = [
     _param("lat", {"type": "number", "minimum": -90, "maximum": 90}, "geo filter centre"),
     _param("lon", {"type": "number", "minimum": -180, "maximum": 180}, "geo filter centre"),
     _param("radius_km", {"type": "number", "exclusiveMinimum": 0, "maximum": 20037.6}, "radius"),
+    _param(
+        "user_id",
+        {"type": "string", "minLength": 1, "maxLength": 512},
+        "personalize: boost hits matching this user's preferences",
+    ),
 ]
 
 
@@ -162,7 +172,6 @@ def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRe
             single[name] = value
         else:
             raise ValueError(f"unknown parameter {name!r}")
-    single.pop("user_id", None)  # personalization arrives with behavior recall
     geo = None
     geo_parts = [single.pop(p, None) for p in ("lat", "lon", "radius_km")]
     if any(p is not None for p in geo_parts):
@@ -186,6 +195,7 @@ def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRe
 
 def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     searcher = searcher or Searcher.connect(settings)
+    recaller = Recaller(searcher.client, settings)
     metrics = Metrics()
     app = FastAPI(
         title="rtindex query service",
@@ -211,7 +221,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         # typed FastAPI parameters would validate everything a second time, ~0.8 ms).
         try:
             req = build_request(list(request.query_params.multi_items()), searcher)
-            result = searcher.search(req)
+            prefs = recaller.preferences(req.user_id) if req.user_id else None
+            result = searcher.search(req, prefs)
         except ValidationError as e:
             err = e.errors(include_url=False, include_input=False)[0]
             loc = ".".join(str(x) for x in err["loc"])
@@ -231,6 +242,22 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return JSONResponse({"detail": f"no document {doc_id!r}"}, status_code=404)
         return doc
 
+    @app.get("/recommend")
+    def recommend(user_id: Id, k: K = 20) -> Any:
+        """Items for this user: i2i from their recent items, trending in the categories
+        they prefer, global trending; each item names the channels that produced it."""
+        return Response(orjson.dumps(recaller.recommend(user_id, k)), media_type=_JSON)
+
+    @app.get("/similar")
+    def similar(item_id: Id, k: K = 20) -> Any:
+        """Items people interact with together with this one (real-time co-occurrence)."""
+        return Response(orjson.dumps(recaller.similar(item_id, k)), media_type=_JSON)
+
+    @app.get("/trending")
+    def trending(k: K = 20, category: Annotated[str | None, Query(min_length=1)] = None) -> Any:
+        """Trending items (exponentially time-decayed), globally or in one category."""
+        return Response(orjson.dumps(recaller.trending(k, category)), media_type=_JSON)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "alive"}
@@ -245,7 +272,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
-        return {"index": searcher.index_stats()}
+        return {"index": searcher.index_stats(), "behavior": recaller.behavior_stats()}
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
