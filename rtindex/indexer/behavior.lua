@@ -14,6 +14,7 @@
 --   a key member ts               ZADD GT
 --   o key field offset ffield fp  hash field = max(field, offset), ffield = fp with it
 --   e ua user cutoff k1..k4       forget a user whose last event is still before cutoff
+--   r ua user k1..k4              forget a user (back after longer than the TTL)
 -- Every key is also passed in KEYS (they share the shard's hash tag), so this is safe
 -- on Redis Cluster. Scores are written with 17 significant digits: exact round trips.
 
@@ -126,6 +127,10 @@ while i <= n do
       redis.call('ZREM', key, argv[i + 2])
     end
     i = i + 8
+  elseif op == 'r' then
+    redis.call('DEL', argv[i + 3], argv[i + 4], argv[i + 5], argv[i + 6])
+    redis.call('ZREM', key, argv[i + 2])
+    i = i + 7
   else
     return redis.error_reply('behavior.lua: unknown operation ' .. tostring(op))
   end

@@ -69,13 +69,19 @@ class UserState:
     the recent list, newest first (the co-occurrence window and the de-duplication memory)."""
 
     n: int = 0
+    last: int = 0  # the time of their latest event
     recent: list[Recent] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, n: int, recent: Iterable[Recent]) -> UserState:
+    def of(cls, n: int, last: int, recent: Iterable[Recent]) -> UserState:
         entries = list(recent)
-        return cls(n, entries, {r.event_id for r in entries})
+        return cls(n, last, entries, {r.event_id for r in entries})
+
+    def reset(self) -> None:
+        self.n, self.last = 0, 0
+        self.recent.clear()
+        self.seen.clear()
 
     def push(self, entry: Recent, cap: int) -> None:
         self.recent.insert(0, entry)
@@ -83,6 +89,7 @@ class UserState:
         while len(self.recent) > cap:
             self.seen.discard(self.recent.pop().event_id)
         self.n += 1
+        self.last = max(self.last, entry.ts)
 
 
 def window(
@@ -135,6 +142,7 @@ def plan_chunk(
     weights = {a: cfg.actions.of(a) for a in ("view", "click", "like", "cart", "purchase")}
     excluded = set(cfg.exclude_actions)
     window_ms = cfg.window_s * 1000.0
+    ttl_ms = None if cfg.user_ttl_s is None else int(cfg.user_ttl_s * 1000)
     i2i_h, tr_h, pr_h = cfg.i2i_half_life_s, cfg.trending_half_life_s, cfg.profile_half_life_s
     n_cap, t_cap, p_cap = cfg.neighbours_cap, cfg.trending_cap, cfg.profile_cap
     tr_field = cfg.trending_field
@@ -164,6 +172,13 @@ def plan_chunk(
             continue
         outcomes.append(APPLIED)
         item, ts, w = e.item_id, e.ts, weights[e.action]
+        if ttl_ms is not None and state.n and ts - state.last > ttl_ms:
+            # Back after longer than the TTL: forgotten, whether or not the lazy expiry
+            # got to them first (so the state never depends on batch boundaries).
+            ops += ("r", keys.users(shard), e.user_id, *keys.user_keys(shard, e.user_id))
+            state.reset()
+            pushed.pop(e.user_id, None)
+            last_ts.pop(e.user_id, None)
         ops += ("h", keys.counters(shard, item), e.action, 1)
         if w > 0:
             ops += ("z", popularity, 0, item, log_weight(w, ts, i2i_h))

@@ -60,7 +60,7 @@ class BehaviorStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(keys.stats(shard))
         for u in users:
-            pipe.hget(keys.user(shard, u), "n")
+            pipe.hmget(keys.user(shard, u), ["n", "last"])
             pipe.lrange(keys.recent(shard, u), 0, -1)
         if cutoff_ms is not None:
             pipe.zrangebyscore(keys.users(shard), "-inf", f"({cutoff_ms}", start=0, num=16)
@@ -72,7 +72,9 @@ class BehaviorStore:
                 offsets[(topic, int(partition))] = int(v)
         states = {
             u: UserState.of(
-                int(replies[1 + 2 * j] or 0), (Recent.unpack(r) for r in replies[2 + 2 * j])
+                int(replies[1 + 2 * j][0] or 0),
+                int(replies[1 + 2 * j][1] or 0),
+                (Recent.unpack(r) for r in replies[2 + 2 * j]),
             )
             for j, u in enumerate(users)
         }
@@ -164,10 +166,10 @@ def _declared_keys(cas: Iterable[str], ops: Sequence[Op]) -> list[str]:
         keys[key] = None
         if not isinstance(op, str):
             raise ValueError(f"operation expected at {i}, found {op!r}")
-        if op in "zxeoa":
-            width = {"z": 5, "x": 5, "a": 4, "o": 6, "e": 8}[op]
-            if op == "e":
-                keys.update(dict.fromkeys(str(k) for k in ops[i + 4 : i + 8]))
+        if op in "zxeoar":
+            width = {"z": 5, "x": 5, "a": 4, "o": 6, "e": 8, "r": 7}[op]
+            if op in "er":
+                keys.update(dict.fromkeys(str(k) for k in ops[i + width - 4 : i + width]))
         elif op == "Z":
             width = 4 + 2 * int(ops[i + 3])
         elif op == "l":
