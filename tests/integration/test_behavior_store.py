@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.batch import index_documents
@@ -129,7 +131,11 @@ def crashing_pass(
     return behavior_state(client, s.redis.namespace), crashes
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(events=streams(), cuts=st.data(), shards=st.sampled_from([1, 3]), chunk=st.integers(1, 5))
 def test_crash_and_redeliver_equals_one_clean_pass(
     settings: Settings,
