@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from helpers import wait_until
 
+from rtindex.consumers.behaviors import BehaviorConsumer
 from rtindex.consumers.documents import DocumentConsumer
+from rtindex.consumers.pipeline import PipelinedConsumer
 from rtindex.consumers.topics import ensure_topics
 from rtindex.query.server import create_app
 from rtindex.runtime.servers import free_port
@@ -23,20 +26,34 @@ def topics(settings: Settings) -> Settings:
     return settings
 
 
-@pytest.fixture
-def consumer(topics: Settings) -> Iterator[DocumentConsumer]:
-    """The document consumer, running in a thread until the test ends."""
-    c = DocumentConsumer(topics)
+def running(c: PipelinedConsumer[Any]) -> Iterator[None]:
+    """Run a consumer in a thread until the test ends; then it must stop cleanly."""
     stop = threading.Event()
-    t = threading.Thread(target=c.run, args=(stop,), name="document-consumer", daemon=True)
+    t = threading.Thread(target=c.run, args=(stop,), name=f"{c.kind}-consumer", daemon=True)
     t.start()
     try:
-        yield c
+        yield
     finally:
         stop.set()
         t.join(timeout=30)
         c.close()
         assert not t.is_alive(), "the consumer did not stop"
+
+
+@pytest.fixture
+def consumer(topics: Settings) -> Iterator[DocumentConsumer]:
+    """The document consumer, running in a thread until the test ends."""
+    c = DocumentConsumer(topics)
+    for _ in running(c):
+        yield c
+
+
+@pytest.fixture
+def behavior_consumer(topics: Settings) -> Iterator[BehaviorConsumer]:
+    """The behavior consumer, running in a thread until the test ends."""
+    c = BehaviorConsumer(topics)
+    for _ in running(c):
+        yield c
 
 
 @pytest.fixture

@@ -8,19 +8,14 @@ meaning, to the index a clean run builds from the same topic.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 import redis
-from helpers import wait_until
-from kafka.admin import KafkaAdminClient
+from processes import committed, consumer_process, drain
 
-from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.publish import make_producer
 from rtindex.corpus import peoples_daily_paragraphs
 from rtindex.indexer.dump import logical_dump
@@ -84,49 +79,6 @@ def publish(settings: Settings, values: list[bytes]) -> dict[int, int]:
     finally:
         producer.close()
     return ends
-
-
-def committed(settings: Settings, group: str) -> dict[int, int]:
-    admin = KafkaAdminClient(**kafka_client_config(settings))
-    try:
-        offsets = admin.list_group_offsets(group).get(group, {})
-    finally:
-        admin.close()
-    return {tp.partition: om.offset for tp, om in offsets.items() if om.offset >= 0}
-
-
-def consumer_process(
-    settings: Settings, namespace: str, group: str, failpoints: str = ""
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTINDEX_")}
-    env |= {
-        "RTINDEX_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-        "RTINDEX_REDIS_URL": settings.redis.url,
-        "RTINDEX_NAMESPACE": namespace,
-        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": settings.kafka.documents_topic,
-        "RTINDEX_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
-        "RTINDEX_KAFKA__DOCUMENTS_GROUP": group,
-        "RTINDEX_KAFKA__MAX_BATCH": "40",
-        "RTINDEX_LOG_LEVEL": "WARNING",
-    }
-    if failpoints:
-        env["RTINDEX_FAILPOINTS"] = failpoints
-    return subprocess.Popen([sys.executable, "-m", "rtindex", "consume", "documents"], env=env)
-
-
-def drain(settings: Settings, namespace: str, group: str, ends: dict[int, int]) -> None:
-    """Run a consumer until its group has committed every partition's end, then SIGTERM it."""
-    proc = consumer_process(settings, namespace, group)
-    try:
-        wait_until(
-            lambda: committed(settings, group) == ends,
-            timeout=120,
-            interval=0.2,
-            message=lambda: f"committed {committed(settings, group)} of {ends}",
-        )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, "the consumer did not stop cleanly on SIGTERM"
 
 
 def test_kill_between_apply_and_commit(topics: Settings, redis_client: redis.Redis) -> None:

@@ -1,0 +1,74 @@
+"""Consumer processes for crash tests: start one as `rtindex consume`, drain a topic."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from helpers import wait_until
+from kafka.admin import KafkaAdminClient
+
+from rtindex.consumers.kafka_config import kafka_client_config
+from rtindex.settings import Settings
+
+
+def committed(settings: Settings, group: str) -> dict[int, int]:
+    """The group's committed offset per partition (what a restart resumes from)."""
+    admin = KafkaAdminClient(**kafka_client_config(settings))
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: om.offset for tp, om in offsets.items() if om.offset >= 0}
+
+
+def consumer_process(
+    settings: Settings,
+    namespace: str,
+    group: str,
+    failpoints: str = "",
+    *,
+    stream: str = "documents",
+    max_batch: int = 40,
+) -> subprocess.Popen[bytes]:
+    """`rtindex consume <stream>` against the test's servers and topics."""
+    k = settings.kafka
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTINDEX_")}
+    env |= {
+        "RTINDEX_KAFKA_BOOTSTRAP": k.bootstrap,
+        "RTINDEX_REDIS_URL": settings.redis.url,
+        "RTINDEX_NAMESPACE": namespace,
+        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": k.documents_topic,
+        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": k.behaviors_topic,
+        "RTINDEX_KAFKA__DLQ_TOPIC": k.dlq_topic,
+        f"RTINDEX_KAFKA__{stream.upper()}_GROUP": group,
+        "RTINDEX_KAFKA__MAX_BATCH": str(max_batch),
+        "RTINDEX_LOG_LEVEL": "WARNING",
+    }
+    if failpoints:
+        env["RTINDEX_FAILPOINTS"] = failpoints
+    return subprocess.Popen([sys.executable, "-m", "rtindex", "consume", stream], env=env)
+
+
+def drain(
+    settings: Settings,
+    namespace: str,
+    group: str,
+    ends: dict[int, int],
+    *,
+    stream: str = "documents",
+) -> None:
+    """Run a consumer until its group has committed every partition's end, then SIGTERM it."""
+    proc = consumer_process(settings, namespace, group, stream=stream)
+    try:
+        wait_until(
+            lambda: committed(settings, group) == ends,
+            timeout=120,
+            interval=0.2,
+            message=lambda: f"committed {committed(settings, group)} of {ends}",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "the consumer did not stop cleanly on SIGTERM"
