@@ -24,8 +24,11 @@ def log_sum(values: Iterable[float]) -> float:
 
 def merge_shards(lists: Iterable[Iterable[tuple[str, float]]]) -> dict[str, float]:
     """Per-shard (member, log2 weight) lists -> member -> log2 of the total weight."""
+    shards = [rows if isinstance(rows, list) else list(rows) for rows in lists]
+    if len(shards) == 1:
+        return dict(shards[0])  # one shard: nothing to add up
     parts: dict[str, list[float]] = {}
-    for rows in lists:
+    for rows in shards:
         for member, value in rows:
             parts.setdefault(member, []).append(value)
     return {m: v[0] if len(v) == 1 else log_sum(v) for m, v in parts.items()}
@@ -103,7 +106,10 @@ def combine(
             total[item] = total.get(item, 0.0) + w * s
             by.setdefault(item, []).append((w * s, name))
     ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [
-        Scored(item, score, tuple(n for _, n in sorted(by[item], key=lambda x: (-x[0], x[1]))))
-        for item, score in ranked
-    ]
+    return [Scored(item, score, _strongest_first(by[item])) for item, score in ranked]
+
+
+def _strongest_first(parts: list[tuple[float, str]]) -> tuple[str, ...]:
+    if len(parts) == 1:
+        return (parts[0][1],)
+    return tuple(n for _, n in sorted(parts, key=lambda x: (-x[0], x[1])))

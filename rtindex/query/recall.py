@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -33,8 +33,14 @@ PER_SEED = 50
 MAX_K = 1000
 
 
-def _pairs(rows: Iterable[tuple[bytes, float]]) -> list[tuple[str, float]]:
-    return [(m.decode(), float(s)) for m, s in rows]
+def _top(pipe: Any, key: str, n: int) -> None:
+    """ZRANGE key 0 n-1 REV WITHSCORES (n = -1: all)."""
+    pipe.execute_command("ZRANGE", key, 0, n - 1 if n > 0 else -1, "REV", "WITHSCORES")
+
+
+def _pairs(rows: list[list[Any]]) -> list[tuple[str, float]]:
+    """A WITHSCORES reply (its callback made it [member, score] pairs) -> tuples."""
+    return [(m.decode(), s) for m, s in rows]
 
 
 class Recaller:
@@ -53,7 +59,7 @@ class Recaller:
         t0 = time.perf_counter()
         pipe = self.client.pipeline(transaction=False)
         for s in range(self.keys.shards):
-            pipe.zrevrange(self.keys.neighbours(s, item_id), 0, -1, withscores=True)
+            _top(pipe, self.keys.neighbours(s, item_id), -1)
         co = merge_shards(_pairs(rows) for rows in pipe.execute())
         scores = self._similarities({item_id: 1.0}, {item_id: co})
         items = self._resolve(
@@ -70,32 +76,39 @@ class Recaller:
     def recommend(self, user_id: str, k: int) -> dict[str, Any]:
         """i2i from the user's recent items (by recency and action), trending in the
         categories they prefer, and global trending (the cold start), merged; items the
-        user acted on with an ``exclude_actions`` action are left out."""
+        user acted on with an ``exclude_actions`` action are left out. Four pipelined
+        round trips: the user; neighbours and trending lists; popularity and exclusions;
+        the documents."""
         t0 = time.perf_counter()
         recent, profile = self._user(user_id)
         seeds = seed_weights(
             recent, self.weights, self.cfg.recent_used, self.cfg.recent_half_life_s
         )
+        preferred = self._preferred(profile)
+        lists: list[str | None] = [None, *preferred]  # None: global trending
+        fanout, shards = _fanout(k), self.keys.shards
         pipe = self.client.pipeline(transaction=False)
         for seed in seeds:
-            for s in range(self.keys.shards):
-                pipe.zrevrange(self.keys.neighbours(s, seed), 0, PER_SEED - 1, withscores=True)
+            for s in range(shards):
+                _top(pipe, self.keys.neighbours(s, seed), PER_SEED)
+        for value in lists:
+            for s in range(shards):
+                _top(pipe, self.keys.trending(s, value), fanout)
         replies = iter(pipe.execute())
-        co = {
-            seed: merge_shards(_pairs(next(replies)) for _ in range(self.keys.shards))
-            for seed in seeds
+        co = {seed: merge_shards(_pairs(next(replies)) for _ in range(shards)) for seed in seeds}
+        trending = {
+            value: to_linear(merge_shards(_pairs(next(replies)) for _ in range(shards)))
+            for value in lists
         }
-        channels: dict[str, dict[str, float]] = {
-            "i2i": to_linear(self._similarities(seeds, co)) if seeds else {}
-        }
-        fanout = _fanout(k)
-        preferred = self._preferred(profile)
         pref: dict[str, float] = {}
         for value, weight in preferred.items():
-            for item, score in to_linear(self._trending(value, fanout)).items():
+            for item, score in trending[value].items():
                 pref[item] = pref.get(item, 0.0) + weight * score
-        channels["preference"] = pref
-        channels["trending"] = to_linear(self._trending(None, fanout))
+        channels: dict[str, dict[str, float]] = {
+            "i2i": to_linear(self._similarities(seeds, co)) if seeds else {},
+            "preference": pref,
+            "trending": trending[None],
+        }
         ranked = combine(channels, self.channel_weights)
         excluded = self._excluded(user_id, [r.id for r in ranked])
         items = self._resolve(ranked, k, excluded)
@@ -116,7 +129,7 @@ class Recaller:
         pipe = self.client.pipeline(transaction=False)
         if recent:
             pipe.lrange(self.keys.recent(shard, user_id), 0, -1)
-        pipe.zrevrange(self.keys.profile(shard, user_id), 0, -1, withscores=True)
+        _top(pipe, self.keys.profile(shard, user_id), -1)
         replies = pipe.execute()
         entries = [Recent.unpack(r) for r in replies[0]] if recent else []
         return entries, dict(_pairs(replies[-1]))
@@ -131,7 +144,7 @@ class Recaller:
     def _trending(self, value: str | None, n: int) -> dict[str, float]:
         pipe = self.client.pipeline(transaction=False)
         for s in range(self.keys.shards):
-            pipe.zrevrange(self.keys.trending(s, value), 0, n - 1, withscores=True)
+            _top(pipe, self.keys.trending(s, value), n)
         return merge_shards(_pairs(rows) for rows in pipe.execute())
 
     def _popularity(self, items: Sequence[str]) -> dict[str, float]:
@@ -158,13 +171,11 @@ class Recaller:
             p_seed = pop.get(seed)
             if p_seed is None:
                 continue
+            lw = math.log2(weight)
             for item, c in co.get(seed, {}).items():
                 p_item = pop.get(item)
-                if p_item is None:
-                    continue
-                parts.setdefault(item, []).append(
-                    similarity(c, p_seed, p_item, alpha) + math.log2(weight)
-                )
+                if p_item is not None:
+                    parts.setdefault(item, []).append(similarity(c, p_seed, p_item, alpha) + lw)
         return merge_shards([(i, v) for v in vs] for i, vs in parts.items())
 
     def _excluded(self, user_id: str, items: Sequence[str]) -> set[str]:
@@ -180,7 +191,7 @@ class Recaller:
         candidates = [r for r in ranked if r.id not in excluded]
         pos = 0
         while len(out) < k and pos < len(candidates):
-            batch = candidates[pos : pos + max(2 * (k - len(out)), 16)]
+            batch = candidates[pos : pos + (k - len(out)) + 8]  # most are live: few rounds
             pos += len(batch)
             pipe = self.client.pipeline(transaction=False)
             for r in batch:
