@@ -16,14 +16,16 @@
 --   e ua user cutoff k1..k4       forget a user whose last event is still before cutoff
 --   r ua user k1..k4              forget a user (back after longer than the TTL)
 -- Every key is also passed in KEYS (they share the shard's hash tag), so this is safe
--- on Redis Cluster. Scores are written with 17 significant digits: exact round trips.
+-- on Redis Cluster. Scores go to ZADD as Lua numbers, which Redis writes in their
+-- shortest exact form (string.format would cost more than the ZADD itself).
 
+local call = redis.call
 local argv = cjson.decode(ARGV[1])
 local ncas = tonumber(argv[1])
 local i = 2
 local conflicts = {}
 for _ = 1, ncas do
-  local have = tonumber(redis.call('HGET', argv[i], 'n') or '0')
+  local have = tonumber(call('HGET', argv[i], 'n') or '0')
   if have ~= tonumber(argv[i + 1]) then
     conflicts[#conflicts + 1] = argv[i]
   end
@@ -34,9 +36,6 @@ if #conflicts > 0 then
 end
 
 local LN2 = math.log(2)
-local function fmt(x)
-  return string.format('%.17g', x)
-end
 local function log_add(a, b)
   if a >= b then
     return a + math.log(1 + 2 ^ (b - a)) / LN2
@@ -44,9 +43,9 @@ local function log_add(a, b)
   return b + math.log(1 + 2 ^ (a - b)) / LN2
 end
 local function trim(key, cap)
-  local card = redis.call('ZCARD', key)
+  local card = call('ZCARD', key)
   if card > cap then
-    redis.call('ZPOPMIN', key, card - cap)
+    call('ZPOPMIN', key, card - cap)
   end
 end
 
@@ -55,11 +54,11 @@ while i <= n do
   local op, key = argv[i], argv[i + 1]
   if op == 'z' then
     local cap, member, d = tonumber(argv[i + 2]), argv[i + 3], tonumber(argv[i + 4])
-    local old = redis.call('ZSCORE', key, member)
+    local old = call('ZSCORE', key, member)
     if old then
-      redis.call('ZADD', key, fmt(log_add(tonumber(old), d)), member)
+      call('ZADD', key, log_add(tonumber(old), d), member)
     else
-      redis.call('ZADD', key, fmt(d), member)
+      call('ZADD', key, d, member)
       if cap > 0 then
         trim(key, cap)
       end
@@ -71,7 +70,7 @@ while i <= n do
     for j = 1, count do
       members[j] = argv[i + 2 + 2 * j]
     end
-    local olds = redis.call('ZMSCORE', key, unpack(members))
+    local olds = call('ZMSCORE', key, unpack(members))
     local args = {}
     local added = false
     for j = 1, count do
@@ -82,54 +81,54 @@ while i <= n do
       else
         added = true
       end
-      args[2 * j - 1] = fmt(d)
+      args[2 * j - 1] = d
       args[2 * j] = members[j]
     end
-    redis.call('ZADD', key, unpack(args))
+    call('ZADD', key, unpack(args))
     if added and cap > 0 then
       trim(key, cap)
     end
     i = i + 4 + 2 * count
   elseif op == 'x' then
     local cap = tonumber(argv[i + 2])
-    if redis.call('ZADD', key, 'GT', argv[i + 4], argv[i + 3]) > 0 then
+    if call('ZADD', key, 'GT', argv[i + 4], argv[i + 3]) > 0 then
       trim(key, cap)
     end
     i = i + 5
   elseif op == 'h' then
-    redis.call('HINCRBY', key, argv[i + 2], argv[i + 3])
+    call('HINCRBY', key, argv[i + 2], argv[i + 3])
     i = i + 4
   elseif op == 'l' then
     local cap, count = tonumber(argv[i + 2]), tonumber(argv[i + 3])
-    redis.call('LPUSH', key, unpack(argv, i + 4, i + 3 + count))
-    redis.call('LTRIM', key, 0, cap - 1)
+    call('LPUSH', key, unpack(argv, i + 4, i + 3 + count))
+    call('LTRIM', key, 0, cap - 1)
     i = i + 4 + count
   elseif op == 'u' then
-    redis.call('HSET', key, 'n', argv[i + 2])
-    local last = redis.call('HGET', key, 'last')
+    call('HSET', key, 'n', argv[i + 2])
+    local last = call('HGET', key, 'last')
     if not last or tonumber(last) < tonumber(argv[i + 3]) then
-      redis.call('HSET', key, 'last', argv[i + 3])
+      call('HSET', key, 'last', argv[i + 3])
     end
     i = i + 4
   elseif op == 'a' then
-    redis.call('ZADD', key, 'GT', argv[i + 3], argv[i + 2])
+    call('ZADD', key, 'GT', argv[i + 3], argv[i + 2])
     i = i + 4
   elseif op == 'o' then
-    local old = redis.call('HGET', key, argv[i + 2])
+    local old = call('HGET', key, argv[i + 2])
     if not old or tonumber(old) < tonumber(argv[i + 3]) then
-      redis.call('HSET', key, argv[i + 2], argv[i + 3], argv[i + 4], argv[i + 5])
+      call('HSET', key, argv[i + 2], argv[i + 3], argv[i + 4], argv[i + 5])
     end
     i = i + 6
   elseif op == 'e' then
-    local last = redis.call('ZSCORE', key, argv[i + 2])
+    local last = call('ZSCORE', key, argv[i + 2])
     if last and tonumber(last) < tonumber(argv[i + 3]) then
-      redis.call('DEL', argv[i + 4], argv[i + 5], argv[i + 6], argv[i + 7])
-      redis.call('ZREM', key, argv[i + 2])
+      call('DEL', argv[i + 4], argv[i + 5], argv[i + 6], argv[i + 7])
+      call('ZREM', key, argv[i + 2])
     end
     i = i + 8
   elseif op == 'r' then
-    redis.call('DEL', argv[i + 3], argv[i + 4], argv[i + 5], argv[i + 6])
-    redis.call('ZREM', key, argv[i + 2])
+    call('DEL', argv[i + 3], argv[i + 4], argv[i + 5], argv[i + 6])
+    call('ZREM', key, argv[i + 2])
     i = i + 7
   else
     return redis.error_reply('behavior.lua: unknown operation ' .. tostring(op))
