@@ -230,6 +230,37 @@ def index_movies(s: Settings, client: redis.Redis, env: dict[str, str]) -> None:
 PY = [sys.executable, "-m", "rtindex"]
 
 
+NAMES = {
+    "rtindex": "rtindex `recommend` (real time, through Kafka)",
+    "popularity": "global popularity (real time)",
+    "cf": "item-CF, recomputed daily; history as of that day (nightly batch)",
+    "cf_live": "item-CF, recomputed daily; the user's live history",
+}
+
+
+def render(r: dict[str, Any]) -> str:
+    models = r["models"]
+    pop50 = models["popularity"]["hr@50"]
+    rows = [
+        [NAMES.get(n, n), m["hr@10"], m["hr@50"], m["mrr"], f"{m['hr@50'] / pop50:.2f}x"]
+        for n, m in models.items()
+    ]
+    mem = r["memory"]
+    lines = [
+        f"{r['events']:,} interactions replayed in {r['steps']:,} steps, {r['wall_s']:.0f} s; "
+        f"recommend {r['recommend_ms_avg']} ms on average (in process). "
+        f"Behavior settings changed from the defaults: `{json.dumps(r['behavior_settings'])}`.",
+        "",
+        table(["model", "HR@10", "HR@50", "MRR", "HR@50 vs popularity"], rows),
+        "",
+        f"Memory at the end: {mem['users']:,} users, {mem['items']:,} items; "
+        f"**{mem['bytes_per_user']:,} bytes per user** (u, ur, ux, up keys), "
+        f"**{mem['bytes_per_item']:,} bytes per item** (nb, ic keys), plus "
+        f"{mem['shared_bytes']:,} bytes of shard-wide lists (ip, tr, ua, bs).",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the first 3,000 interactions")
@@ -277,9 +308,10 @@ def main() -> None:
         for name, m in models.items()
     ]
     print(table(["model", "HR@10", "HR@50", "MRR", "HR@50 / popularity"], rows))
+    print(render(result) if "memory" in result else "")
     print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=1))
     if not args.direct:
-        save("movielens_quick" if args.quick else "movielens", result)
+        save("movielens", result | {"quick": args.quick})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every benchmark, each in its own process, and rewrite BENCHMARKS.md from the results.
 
-    python benchmarks/run_all.py [--quick] [--only indexing,freshness,query,analysis]
+    python benchmarks/run_all.py [--quick] [--only indexing,freshness,query,movielens,analysis]
     python benchmarks/run_all.py --render-only      # rebuild BENCHMARKS.md from results/
 
 Each benchmark writes benchmarks/results/<name>.json; BENCHMARKS.md is rebuilt from all
@@ -20,6 +20,7 @@ from typing import Any
 
 import bench_freshness
 import bench_indexing
+import bench_movielens
 import bench_query
 from common import RESULTS, ROOT, log, machine, wait_idle
 
@@ -41,6 +42,11 @@ BENCHES = {  # name -> (script, title, render)
         "bench_query.py",
         "3-5. Query latency, memory, SQLite FTS5 (100k documents)",
         bench_query.render,
+    ),
+    "movielens": (
+        "bench_movielens.py",
+        "6. Behavior recall hit rate (MovieLens-100K through the real pipeline)",
+        bench_movielens.render,
     ),
 }
 
@@ -119,7 +125,7 @@ def render() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="indexing,freshness,query,analysis")
+    ap.add_argument("--only", default="indexing,freshness,query,movielens,analysis")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     failed = []
