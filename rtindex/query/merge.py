@@ -91,9 +91,11 @@ def combine(
     channels: Mapping[str, Mapping[str, float]],
     weights: Mapping[str, float],
     exclude: set[str] | frozenset[str] = frozenset(),
+    limit: int | None = None,
 ) -> list[Scored]:
     """Merge channels (each normalized to a best of 1) into one ranking, best first, ties
-    by id; each result names the channels that produced it, strongest first."""
+    by id; each result names the channels that produced it, strongest first. Only the
+    best ``limit`` are returned (all when None)."""
     total: dict[str, float] = {}
     by: dict[str, list[tuple[float, str]]] = {}
     for name, scores in channels.items():
@@ -105,7 +107,7 @@ def combine(
                 continue
             total[item] = total.get(item, 0.0) + w * s
             by.setdefault(item, []).append((w * s, name))
-    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return [Scored(item, score, _strongest_first(by[item])) for item, score in ranked]
 
 

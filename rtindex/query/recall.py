@@ -109,9 +109,11 @@ class Recaller:
             "preference": pref,
             "trending": trending[None],
         }
-        ranked = combine(channels, self.channel_weights)
-        excluded = self._excluded(user_id, [r.id for r in ranked])
-        items = self._resolve(ranked, k, excluded)
+        candidates = list(dict.fromkeys(i for c in channels.values() for i in c))
+        excluded = self._excluded(user_id, candidates)
+        # Deleted documents are skipped when resolving: keep a generous margin for them.
+        ranked = combine(channels, self.channel_weights, excluded, limit=3 * k + 50)
+        items = self._resolve(ranked, k, set())
         return {"user_id": user_id, "took_ms": _ms(t0), "items": items}
 
     def preferences(self, user_id: str) -> dict[tuple[str, str], float]:
