@@ -51,6 +51,7 @@ import multiprocessing as mp
 import os
 import pstats
 import random
+import re
 import sys
 import threading
 import time
@@ -566,11 +567,12 @@ def freshness(kafka: Any, red: Any, s: Settings, cat: Catalogue, seconds: float)
         **settings_env(s),
         "RTINDEX_KAFKA__BEHAVIORS_TOPIC": s.kafka.behaviors_topic,
         "RTINDEX_KAFKA__BEHAVIORS_GROUP": s.kafka.behaviors_group,
+        "RTINDEX_LOG_LEVEL": "INFO",  # one line per batch: its size and time
     }
+    log_path = Path("/tmp/rtindex-bench-behavior-consumer.log")
+    log_path.unlink(missing_ok=True)
     consumer = ManagedProcess(
-        [sys.executable, "-m", "rtindex", "consume", "behaviors"],
-        Path("/tmp/rtindex-bench-behavior-consumer.log"),
-        env=env,
+        [sys.executable, "-m", "rtindex", "consume", "behaviors"], log_path, env=env
     )
     keys = BehaviorKeys(s.redis.namespace, s.behavior.shards)
     recaller = Recaller(redis.Redis.from_url(s.redis.url), s)
@@ -616,6 +618,7 @@ def freshness(kafka: Any, red: Any, s: Settings, cat: Catalogue, seconds: float)
         c0, cpu0 = behavior_counters(rc, keys), {k: proc_cpu_s(v) for k, v in pids.items()}
         busy0 = _busy_cpu_s()
         t_start = time.perf_counter()
+        log_from = log_path.stat().st_size
         start.set()
         probes: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
@@ -651,6 +654,8 @@ def freshness(kafka: Any, red: Any, s: Settings, cat: Catalogue, seconds: float)
                 break
             time.sleep(POLL_S)
         t_end = time.perf_counter()
+        time.sleep(0.2)  # the batch holding the last probe logs after its commit
+        log_to = log_path.stat().st_size
         c1, cpu1 = behavior_counters(rc, keys), {k: proc_cpu_s(v) for k, v in pids.items()}
         busy1 = _busy_cpu_s()
         bg_sent = sent.value
@@ -684,6 +689,39 @@ def freshness(kafka: Any, red: Any, s: Settings, cat: Catalogue, seconds: float)
         "similar_calls": sims,
         "similar_call_ms": summary_ms(sim_ms),
         "poll_loop_ms": wall / loops * 1e3,
+        "consumer_batches": batch_log(log_path, log_from, log_to),
+        # every probe's latency (ms) in send order: where a spike sits in the run
+        "similar_ms_series": [
+            round(p["similar"] - p["ts"]) if p["similar"] else None for p in probes
+        ],
+    }
+
+
+_BATCH_LINE = re.compile(r"behavior batch: (\d+) records.* ([\d.]+) ms$")
+
+
+def batch_log(path: Path, start: int, end: int) -> dict[str, Any]:
+    """The consumer's log between two offsets: batch sizes and times (submitted to the
+    writer -> committed), and any warning or group coordination (a rebalance, a retry)."""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        lines = fh.read(end - start).decode("utf-8", "replace").splitlines()
+    sizes, ms = [], []
+    for line in lines:
+        m = _BATCH_LINE.search(line)
+        if m:
+            sizes.append(float(m.group(1)))
+            ms.append(float(m.group(2)))
+    warnings = [
+        line[:300]
+        for line in lines
+        if " WARNING " in line or " ERROR " in line or "kafka.coordinator" in line
+    ]
+    return {
+        "batches": len(sizes),
+        "records": summary_ms(sizes),
+        "ms": summary_ms(ms),
+        "warnings": warnings[:20],
     }
 
 
@@ -797,7 +835,7 @@ def render(r: dict[str, Any]) -> str:
         ["Redis: commands outside scripts", other, 1e6 * other / ev],
         ["wall", p["seconds"], 1e6 * p["seconds"] / ev],
     ]
-    fr = f["similar"]
+    fr, cb = f["similar"], f["consumer_batches"]
     f_ok = "met" if fr["p99"] <= 250 and not f["not_found"] else "MISSED"
     mem_rows = [
         [
@@ -886,7 +924,11 @@ def render(r: dict[str, Any]) -> str:
             f"similar() p50 first fifth {f['similar_first_fifth_p50']:.0f} ms, last fifth "
             f"{f['similar_last_fifth_p50']:.0f} ms; similar() call p50 "
             f"{f['similar_call_ms']['p50']:.1f} ms p99 {f['similar_call_ms']['p99']:.1f} ms; "
-            f"not found: {f['not_found']}.",
+            f"not found: {f['not_found']}. The consumer's batches meanwhile "
+            f"({cb['batches']:,}; submitted to the writer thread -> committed): records p50 "
+            f"{cb['records']['p50']:.0f} p99 {cb['records']['p99']:.0f} max "
+            f"{cb['records']['max']:.0f}; ms p50 {cb['ms']['p50']:.0f} p99 {cb['ms']['p99']:.0f} "
+            f"max {cb['ms']['max']:.0f}; warnings / group events logged: {len(cb['warnings'])}.",
         ]
     )
 

@@ -51,7 +51,7 @@ from rtindex.settings import Settings
 K = 50
 # What the replay changes from the defaults: ratings are films watched, so every rated
 # film is excluded (as in the baselines); the rest are the shipped defaults.
-BEHAVIOR = {"exclude_actions": ["view", "like"]}
+BEHAVIOR: dict[str, Any] = {"exclude_actions": ["view", "like"]}
 
 
 def action(it: Interaction) -> str:
