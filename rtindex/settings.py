@@ -202,7 +202,7 @@ class BehaviorSettings(BaseModel):
     # Users with no event for this long (event time) are forgotten; None keeps them.
     user_ttl_s: float | None = Field(default=180 * 86400.0, gt=0)
     # Events per Lua script call (bounds how long one call blocks Redis).
-    apply_chunk: int = Field(default=500, ge=1, le=10_000)
+    apply_chunk: int = Field(default=200, ge=1, le=10_000)
     # Recall.
     channels: ChannelWeights = Field(default_factory=ChannelWeights)
     recent_used: int = Field(default=20, ge=1, le=1000)  # recent items that seed i2i

@@ -26,6 +26,7 @@ from rtindex.consumers.pipeline import (
     freshness,
     run_consumer,
 )
+from rtindex.consumers.retry import TRANSIENT
 from rtindex.indexer.behavior import APPLIED, Located
 from rtindex.indexer.behavior_batch import index_behaviors
 from rtindex.indexer.behavior_store import BehaviorStore
@@ -57,6 +58,10 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
     def ensure_layout(self) -> None:
         self.store.ensure_layout()
 
+    def close(self) -> None:
+        super().close()
+        self.store.close()
+
     def prepare(self, records: list[Any]) -> Prepared[Located]:
         limit = self.settings.index.max_message_bytes
 
@@ -65,7 +70,15 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
             return Located(event, r.topic, r.partition, r.offset, fingerprint(r.value))
 
         events, dead = decode_records(records, decode)
-        return Prepared(records, events, dead)
+        # Document attributes do not depend on behavior state: read them here, while the
+        # previous batch is being written.
+        try:
+            attributes = self.store.item_attributes(loc.event.item_id for loc in events)
+        except TRANSIENT as e:
+            # Redis is down: the writer reads them again, where outages are waited out.
+            log.debug("item attributes not read ahead: %s", e)
+            attributes = None
+        return Prepared(records, events, dead, attributes)
 
     def on_assigned(self, partitions: set[TopicPartition], stop: threading.Event) -> None:
         """Check that the offsets Redis says were applied still name the same records.
@@ -136,7 +149,7 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
             reader.close()
 
     def apply_events(self, batch: Prepared[Located]) -> Counter[str]:
-        result = index_behaviors(self.store, batch.events)
+        result = index_behaviors(self.store, batch.events, batch.extra)
         counts = result.counts()
         counts.update(
             freshness(

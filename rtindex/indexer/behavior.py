@@ -126,6 +126,7 @@ class ChunkPlan:
     outcomes: list[str]  # one per event of the chunk
     counts: Counter[str]
     offsets: dict[tuple[str, int], int]  # the highest offset per partition it covers
+    keys: list[str]  # every key the operations may touch (declared to the script)
 
 
 def plan_chunk(
@@ -155,6 +156,8 @@ def plan_chunk(
     offsets: dict[tuple[str, int], int] = {}
     prints: dict[tuple[str, int], str] = {}
     popularity, trending = keys.popularity(shard), keys.trending(shard)
+    touched_items: set[str] = set()
+    touched_values: set[str] = set()
     for loc in events:
         e = loc.event
         coords = (loc.topic, loc.partition)
@@ -172,6 +175,7 @@ def plan_chunk(
             continue
         outcomes.append(APPLIED)
         item, ts, w = e.item_id, e.ts, weights[e.action]
+        touched_items.add(item)
         if ttl_ms is not None and state.n and ts - state.last > ttl_ms:
             # Back after longer than the TTL: forgotten, whether or not the lazy expiry
             # got to them first (so the state never depends on batch boundaries).
@@ -186,6 +190,7 @@ def plan_chunk(
             ops += ("z", trending, t_cap, item, lw)
             attrs = attributes.get(item, {})
             for value in attrs.get(tr_field, ()):
+                touched_values.add(value)
                 ops += ("z", keys.trending(shard, value), t_cap, item, lw)
             profile = keys.profile(shard, e.user_id)
             lw = log_weight(w, ts, pr_h)
@@ -200,6 +205,7 @@ def plan_chunk(
                     continue
                 lp = log_weight(pair_weight(w, wb, ts - r.ts, state.n, cfg), ts, i2i_h)
                 pairs += (r.item, lp)
+                touched_items.add(r.item)
                 ops += ("z", keys.neighbours(shard, r.item), n_cap, item, lp)
             if pairs:
                 ops += ("Z", keys.neighbours(shard, item), n_cap, len(pairs) // 2, *pairs)
@@ -224,7 +230,13 @@ def plan_chunk(
     for name in (APPLIED, DUPLICATE):
         if counts[name]:
             ops += ("h", stats, name, counts[name])
-    return ChunkPlan(cas, ops, outcomes, counts, offsets)
+    declared = [stats, keys.users(shard), popularity, trending]
+    declared += [keys.trending(shard, v) for v in touched_values]
+    for user in {loc.event.user_id for loc in events}:
+        declared += keys.user_keys(shard, user)
+    for item in touched_items:
+        declared += (keys.counters(shard, item), keys.neighbours(shard, item))
+    return ChunkPlan(cas, ops, outcomes, counts, offsets, declared)
 
 
 def expiry_ops(shard: int, expired: Iterable[str], cutoff_ms: int, keys: BehaviorKeys) -> list[Op]:

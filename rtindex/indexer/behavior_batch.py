@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
-from rtindex.indexer.behavior import Located, expiry_ops, plan_chunk
-from rtindex.indexer.behavior_store import BehaviorStore
+from rtindex.indexer.behavior import ChunkPlan, ItemAttributes, Located, expiry_ops, plan_chunk
+from rtindex.indexer.behavior_store import BehaviorStore, ShardState
 
 # Conflicts need two writers on one user at once (a producer that sends no key, or a
 # partition moving). A few rounds settle them; endless ones are a bug.
@@ -24,15 +25,23 @@ class BehaviorResult:
         return Counter(self.outcomes)
 
 
-def index_behaviors(store: BehaviorStore, events: Sequence[Located]) -> BehaviorResult:
+def index_behaviors(
+    store: BehaviorStore, events: Sequence[Located], attributes: ItemAttributes | None = None
+) -> BehaviorResult:
     """Apply ``events`` (in stream order) exactly once in effect: an event at or below its
     shard's applied offset is a redelivery, a known ``event_id`` a duplicate; each chunk
-    is written atomically with the offsets it covers."""
+    is written atomically with the offsets it covers.
+
+    Chunk k+1 is planned while chunk k's script runs (optimistically: on top of k's
+    effects); if k lost a compare-and-set race, that plan is dropped and planning starts
+    again from freshly read state. ``attributes`` may be read beforehand (they do not
+    depend on behavior state); by default they are read here."""
     cfg, keys = store.cfg, store.keys
     by_shard: dict[int, list[int]] = {}
     for i, loc in enumerate(events):
         by_shard.setdefault(keys.shard_of(loc.event.user_id), []).append(i)
-    attributes = store.item_attributes(loc.event.item_id for loc in events)
+    if attributes is None:
+        attributes = store.item_attributes(loc.event.item_id for loc in events)
     outcomes: list[str] = [""] * len(events)
     conflicts = 0
     for shard, idx in by_shard.items():
@@ -40,35 +49,45 @@ def index_behaviors(store: BehaviorStore, events: Sequence[Located]) -> Behavior
         cutoff = None
         if cfg.user_ttl_s is not None:
             cutoff = max(events[i].event.ts for i in idx) - int(cfg.user_ttl_s * 1000)
-        pos, rounds, state = 0, 0, None
-        while pos < len(chunks):
-            if state is None:
-                users = list(
-                    dict.fromkeys(events[i].event.user_id for c in chunks[pos:] for i in c)
+        pos, rounds = 0, 0
+        state: ShardState | None = None
+        running: tuple[int, ChunkPlan, Future[list[str]]] | None = None
+        while pos < len(chunks) or running is not None:
+            plan = None
+            if pos < len(chunks):
+                if state is None:
+                    users = list(
+                        dict.fromkeys(events[i].event.user_id for c in chunks[pos:] for i in c)
+                    )
+                    state = store.read(shard, users, cutoff)
+                plan = plan_chunk(
+                    shard,
+                    [events[i] for i in chunks[pos]],
+                    state.users,
+                    state.offsets,
+                    attributes,
+                    keys,
+                    cfg,
                 )
-                state = store.read(shard, users, cutoff)
-            chunk = chunks[pos]
-            plan = plan_chunk(
-                shard,
-                [events[i] for i in chunk],
-                state.users,
-                state.offsets,
-                attributes,
-                keys,
-                cfg,
-            )
-            expire = expiry_ops(shard, state.expired, cutoff, keys) if cutoff is not None else []
-            lost = store.apply(plan, expire)
-            if lost:
-                conflicts += 1
-                rounds += 1
-                if rounds >= MAX_ROUNDS:
-                    raise RuntimeError(f"behavior shard {shard}: still conflicting: {lost[:5]}")
-                state = None  # planning advanced the states in place: read them again
-                continue
-            for i, outcome in zip(chunk, plan.outcomes, strict=True):
-                outcomes[i] = outcome
-            state.offsets.update(plan.offsets)
-            state.expired = []
-            pos += 1
+                state.offsets.update(plan.offsets)  # as if the running chunk succeeds
+            if running is not None:
+                done_pos, done_plan, future = running
+                running = None
+                lost = future.result()
+                if lost:
+                    conflicts += 1
+                    rounds += 1
+                    if rounds >= MAX_ROUNDS:
+                        raise RuntimeError(f"behavior shard {shard}: conflicting: {lost[:5]}")
+                    state, pos = None, done_pos  # states were advanced in place: re-read
+                    continue
+                for i, outcome in zip(chunks[done_pos], done_plan.outcomes, strict=True):
+                    outcomes[i] = outcome
+            if plan is not None and state is not None:
+                expire = []
+                if cutoff is not None and state.expired:
+                    expire = expiry_ops(shard, state.expired, cutoff, keys)
+                    state.expired = []
+                running = (pos, plan, store.apply_async(plan, expire))
+                pos += 1
     return BehaviorResult(outcomes, conflicts)

@@ -7,8 +7,11 @@ and trending, cached by document version), and runs ``behavior.lua`` on planned 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 
@@ -20,6 +23,8 @@ from rtindex.indexer.keys import BEHAVIOR_LAYOUT_VERSION, BehaviorKeys, Keys
 from rtindex.indexer.store import record_layout
 from rtindex.settings import Settings
 
+# How long an item's cached attributes are used without asking the document index.
+ATTRIBUTES_FRESH_S = 5.0
 _LUA = resources.files("rtindex.indexer").joinpath("behavior.lua").read_text("utf-8")
 
 
@@ -39,8 +44,12 @@ class BehaviorStore:
         self.doc_keys = Keys(settings.redis.namespace, settings.index.shards)
         self.fields = tuple(dict.fromkeys((*self.cfg.profile_fields, self.cfg.trending_field)))
         self._script = client.register_script(_LUA)
-        self._cache: OrderedDict[str, tuple[bytes, dict[str, tuple[str, ...]]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[bytes, dict[str, tuple[str, ...]], float]] = (
+            OrderedDict()
+        )
         self._cache_size = cache_items
+        self._cache_lock = threading.Lock()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtindex-behavior-io")
 
     def ensure_layout(self) -> None:
         record_layout(
@@ -102,20 +111,37 @@ class BehaviorStore:
 
     def item_attributes(self, items: Iterable[str]) -> ItemAttributes:
         """Each item's values of the profile and trending fields, from the document index
-        (empty for an item that has no live document). Cached by document version, so a
-        batch costs one small round trip when nothing changed."""
-        items = list(dict.fromkeys(items))
-        pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            pipe.hmget(self.doc_keys.doc(self.doc_keys.shard_of(item), item), ["v", "del"])
+        (empty for an item that has no live document). Cached: an entry younger than
+        ``ATTRIBUTES_FRESH_S`` is used as it is (a hot item costs nothing), an older one is
+        revalidated by document version (one small round trip); so a changed category
+        reaches profiles within seconds."""
+        with self._cache_lock:  # the consumer reads ahead in one thread, retries in another
+            return self._item_attributes(items)
+
+    def _item_attributes(self, items: Iterable[str]) -> ItemAttributes:
+        now = time.monotonic()
         out: dict[str, dict[str, tuple[str, ...]]] = {}
+        check: list[str] = []
+        for item in dict.fromkeys(items):
+            hit = self._cache.get(item)
+            if hit is not None and now - hit[2] < ATTRIBUTES_FRESH_S:
+                out[item] = hit[1]
+            else:
+                check.append(item)
+        if not check:
+            return out
+        pipe = self.client.pipeline(transaction=False)
+        for item in check:
+            pipe.hmget(self.doc_keys.doc(self.doc_keys.shard_of(item), item), ["v", "del"])
         missing: list[tuple[str, bytes]] = []
-        for item, (version, deleted) in zip(items, pipe.execute(), strict=True):
+        for item, (version, deleted) in zip(check, pipe.execute(), strict=True):
             if version is None or deleted:
-                out[item] = {}
+                out[item] = {}  # not cached: the document may be indexed any moment
+                self._cache.pop(item, None)
                 continue
             hit = self._cache.get(item)
             if hit is not None and hit[0] == version:
+                self._cache[item] = (version, hit[1], now)
                 self._cache.move_to_end(item)
                 out[item] = hit[1]
             else:
@@ -127,7 +153,7 @@ class BehaviorStore:
             for (item, version), src in zip(missing, pipe.execute(), strict=True):
                 attrs = self._attributes(orjson.loads(src)) if src else {}
                 out[item] = attrs
-                self._cache[item] = (version, attrs)
+                self._cache[item] = (version, attrs, now)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return out
@@ -153,8 +179,17 @@ class BehaviorStore:
         for key, n in plan.cas.items():
             argv += (key, n)
         argv += ops
-        result = self._script(keys=_declared_keys(plan.cas, ops), args=[orjson.dumps(argv)])
+        declared = plan.keys + _declared_keys((), extra_ops) if extra_ops else plan.keys
+        result = self._script(keys=declared, args=[orjson.dumps(argv)])
         return [k.decode() for k in result]
+
+    def apply_async(self, plan: ChunkPlan, extra_ops: Sequence[Op] = ()) -> Future[list[str]]:
+        """:meth:`apply` in the store's I/O thread, so the next chunk can be planned
+        meanwhile (redis-py releases the GIL while it waits for the script)."""
+        return self._io.submit(self.apply, plan, extra_ops)
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
 
 
 def _declared_keys(cas: Iterable[str], ops: Sequence[Op]) -> list[str]:

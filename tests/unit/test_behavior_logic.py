@@ -106,9 +106,19 @@ def plan(
         users = {}
     for loc in events:
         users.setdefault(loc.event.user_id, UserState())
-    return plan_chunk(0, events, users, offsets or {}, attrs or {}, KEYS, cfg)
+    p = plan_chunk(0, events, users, offsets or {}, attrs or {}, KEYS, cfg)
+    assert_keys_declared(p)
+    return p
 
 
+def assert_keys_declared(p: ChunkPlan) -> None:
+    """Every key an operation touches is declared to the script (Redis Cluster's rule)."""
+    declared = set(p.keys)
+    assert set(p.cas) <= declared
+    for code, args in parse(p.ops):
+        assert args[0] in declared, (code, args[0])
+        if code == "r":
+            assert set(args[2:]) <= declared
 def of(p: ChunkPlan, *codes: str) -> list[tuple[str, tuple[Op, ...]]]:
     return [o for o in parse(p.ops) if o[0] in codes]
 
