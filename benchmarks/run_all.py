@@ -1,6 +1,6 @@
 """Run every benchmark, each in its own process, and rewrite BENCHMARKS.md from the results.
 
-    python benchmarks/run_all.py [--quick] [--only indexing,freshness,query,movielens,analysis]
+    python benchmarks/run_all.py [--quick] [--only indexing,freshness,query,behaviors,...]
     python benchmarks/run_all.py --render-only      # rebuild BENCHMARKS.md from results/
 
 Each benchmark writes benchmarks/results/<name>.json; BENCHMARKS.md is rebuilt from all
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_behaviors
 import bench_freshness
 import bench_indexing
 import bench_movielens
@@ -43,9 +44,14 @@ BENCHES = {  # name -> (script, title, render)
         "3-5. Query latency, memory, SQLite FTS5 (100k documents)",
         bench_query.render,
     ),
+    "behaviors": (
+        "bench_behaviors.py",
+        "6. Behavior events: throughput, freshness in /similar, memory",
+        bench_behaviors.render,
+    ),
     "movielens": (
         "bench_movielens.py",
-        "6. Behavior recall hit rate (MovieLens-100K through the real pipeline)",
+        "7. Behavior recall hit rate (MovieLens-100K through the real pipeline)",
         bench_movielens.render,
     ),
 }
@@ -125,7 +131,7 @@ def render() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="indexing,freshness,query,movielens,analysis")
+    ap.add_argument("--only", default="indexing,freshness,query,behaviors,movielens,analysis")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     failed = []

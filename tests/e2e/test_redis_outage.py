@@ -11,6 +11,7 @@ import redis
 from helpers import wait_until
 from kafka.admin import KafkaAdminClient
 
+from rtindex.consumers.behaviors import BehaviorConsumer
 from rtindex.consumers.documents import DocumentConsumer
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.publish import make_producer
@@ -79,6 +80,62 @@ def test_consumer_waits_out_a_redis_outage(settings: Settings, tmp_path: Path) -
         client.close()
         assert n == 100
         assert consumer.totals.events["applied"] == 100
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        consumer.close()
+        server.stop()
+
+
+def test_behavior_consumer_waits_out_a_redis_outage_and_counts_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Behavior counters are not idempotent: a batch interrupted by the outage (some
+    chunks written, some not) is retried whole, and its written chunks are recognised."""
+    server = RedisServer.start(data_dir=tmp_path / "redis")
+    s = settings.with_overrides(
+        {"redis": {"url": server.url, "retry_max_s": 0.5}, "behavior": {"apply_chunk": 3}}
+    )
+    ensure_topics(s, partitions=3)
+    consumer = BehaviorConsumer(s)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+
+    def clicks(first: int, count: int) -> None:
+        producer = make_producer(s)
+        try:
+            for i in range(first, first + count):
+                ev = {
+                    "event_id": f"e{i}",
+                    "user_id": f"u{i % 7}",
+                    "item_id": "x",
+                    "action": "click",
+                    "ts": 1_795_389_111_326 + i,
+                }
+                producer.send(
+                    s.kafka.behaviors_topic, key=f"u{i % 7}".encode(), value=json.dumps(ev).encode()
+                )
+            producer.flush()
+        finally:
+            producer.close()
+
+    try:
+        clicks(0, 40)
+        wait_until(lambda: consumer.totals.events["applied"] == 40, timeout=30)
+        server.stop()
+        clicks(40, 40)
+        wait_until(lambda: consumer.totals.redis_retries >= 3, timeout=30)
+        assert thread.is_alive(), "the consumer must wait, not die"
+        server.restart()
+        wait_until(
+            lambda: consumer.totals.events["applied"] + consumer.totals.events["redelivered"] >= 80,
+            timeout=60,
+        )
+        client = redis.Redis.from_url(server.url)
+        clicks_counted = client.hget(f"{s.redis.namespace}:{{b0}}:ic:x", "click")
+        client.close()
+        assert clicks_counted == b"80"
     finally:
         stop.set()
         thread.join(timeout=30)

@@ -119,6 +119,8 @@ def assert_keys_declared(p: ChunkPlan) -> None:
         assert args[0] in declared, (code, args[0])
         if code == "r":
             assert set(args[2:]) <= declared
+
+
 def of(p: ChunkPlan, *codes: str) -> list[tuple[str, tuple[Op, ...]]]:
     return [o for o in parse(p.ops) if o[0] in codes]
 
