@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import io
 import math
 import multiprocessing as mp
 import os
@@ -70,6 +69,7 @@ from common import (
     log,
     now_ms,
     pct,
+    profile_buckets,
     save,
     servers,
     settings_env,
@@ -441,23 +441,13 @@ _BUCKETS = [
 
 
 def profile_summary(prof: cProfile.Profile) -> dict[str, Any]:
-    st = pstats.Stats(prof)
-    total = st.total_tt  # type: ignore[attr-defined]
-    raw = st.stats  # type: ignore[attr-defined]
-    buckets = []
-    for label, file_end, func in _BUCKETS:
-        cum = sum(
-            v[3] for (f, _line, name), v in raw.items() if f.endswith(file_end) and name == func
-        )
-        buckets.append([label, cum, 100 * cum / total])
+    total, buckets, text = profile_buckets(prof, _BUCKETS)
+    raw = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:15]
     rows = []
     for (f, line, name), (_cc, nc, tt, ct, _callers) in top:
         where = name if f == "~" else f"{'/'.join(Path(f).parts[-2:])}:{line}({name})"
         rows.append([where, nc, tt, 100 * tt / total, ct])
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
-    text = [line for line in buf.getvalue().splitlines() if line.strip()][-16:]
     return {"total_s": total, "buckets": buckets, "top_tottime": rows, "top_tottime_text": text}
 
 

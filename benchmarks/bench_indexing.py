@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import io
-import pstats
 import threading
 import time
 from collections import Counter
@@ -29,7 +27,17 @@ from typing import Any
 
 import orjson
 import redis
-from common import doc_id, log, save, servers, settings_for, table, texts, upsert
+from common import (
+    doc_id,
+    log,
+    profile_buckets,
+    save,
+    servers,
+    settings_for,
+    table,
+    texts,
+    upsert,
+)
 
 from rtindex.consumers import documents as documents_mod
 from rtindex.consumers.documents import DocumentConsumer
@@ -177,18 +185,7 @@ _BUCKETS = [
 
 
 def profile_summary(prof: cProfile.Profile) -> dict[str, Any]:
-    st = pstats.Stats(prof)
-    total = st.total_tt  # type: ignore[attr-defined]
-    raw = st.stats  # type: ignore[attr-defined]
-    buckets = []
-    for label, file_end, func in _BUCKETS:
-        cum = sum(
-            v[3] for (f, _line, name), v in raw.items() if f.endswith(file_end) and name == func
-        )
-        buckets.append([label, cum, 100 * cum / total])
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
-    top = [line for line in buf.getvalue().splitlines() if line.strip()][-16:]
+    total, buckets, top = profile_buckets(prof, _BUCKETS)
     return {"total_s": total, "buckets": buckets, "top_tottime": top}
 
 

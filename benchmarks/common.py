@@ -242,3 +242,26 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def profile_buckets(
+    prof: Any, buckets: list[tuple[str, str, str]]
+) -> tuple[float, list[list[Any]], list[str]]:
+    """A cProfile run summarized: total seconds; per (label, file suffix, function) its
+    cumulative seconds and share; the top 15 functions by own time, as pstats prints them."""
+    import io
+    import pstats
+
+    st = pstats.Stats(prof)
+    total = st.total_tt  # type: ignore[attr-defined]
+    raw = st.stats  # type: ignore[attr-defined]
+    rows = []
+    for label, file_end, func in buckets:
+        cum = sum(
+            v[3] for (f, _line, name), v in raw.items() if f.endswith(file_end) and name == func
+        )
+        rows.append([label, cum, 100 * cum / total])
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
+    text = [line for line in buf.getvalue().splitlines() if line.strip()][-16:]
+    return total, rows, text
