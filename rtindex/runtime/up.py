@@ -1,15 +1,17 @@
 """``rtindex up``: the whole system on one machine, in the foreground.
 
 Order of start: embedded servers (unless RTINDEX_KAFKA_BOOTSTRAP / RTINDEX_REDIS_URL name
-existing ones) -> topics -> the document consumer and the query service as supervised
-child processes -> the demo corpus (once per data dir and namespace). Order of stop, on
-Ctrl-C or SIGTERM: children first (so the consumer can finish its batch and commit
-while Kafka and Redis are still there), then the servers.
+existing ones) -> topics -> the document and behavior consumers and the query service as
+supervised child processes -> the demo corpus (once per data dir and namespace). Order of
+stop, on Ctrl-C or SIGTERM: children first (so the consumers can finish their batch and
+commit while Kafka and Redis are still there), then the servers.
 
 The embedded Tansu broker keeps everything in memory, so restarting ``rtindex up`` loses
 topics and committed offsets while Redis keeps the index. That is safe: events carry
 versions and applying them is idempotent, so nothing already indexed is harmed and
-nothing stale can come back; only events that were never consumed are gone.
+nothing stale can come back; only events that were never consumed are gone. The behavior
+consumer finds the Kafka offsets it recorded in Redis naming records that no longer exist
+and drops them, so the new topic's events are not mistaken for redeliveries.
 """
 
 from __future__ import annotations
@@ -358,6 +360,8 @@ def _supervise(
             # URLs must be percent-encoded: raw UTF-8 in a request line is a 400.
             _say(f"  try        curl -G {base}/search --data-urlencode 'q={EXAMPLE_QUERY}' -d k=5")
             _say(f"             {base}/search?q={quote(EXAMPLE_QUERY)}&k=5")
+            _say(f"  behaviors  rtindex produce behaviors FILE, then {base}/similar?item_id=…,")
+            _say(f"             {base}/recommend?user_id=…, {base}/trending")
             _say("  Ctrl-C to stop.")
     log.info("stopping")
     return 0
