@@ -183,7 +183,7 @@ class BehaviorSettings(BaseModel):
     # ...each pair weighted by both actions and by 2^(-gap / pair_half_life_s)...
     pair_half_life_s: float = Field(default=900.0, gt=0)
     # ...and damped for very active users by 1 / log2(2 + events of the user)^damping.
-    activity_damping: float = Field(default=1.0, ge=0)
+    activity_damping: float = Field(default=1.0, ge=0, le=8)
     # Each item keeps its strongest `neighbours_cap` co-occurring items.
     neighbours_cap: int = Field(default=100, ge=1, le=10_000)
     # Exponential time decay (half-lives) of co-occurrence, trending and preferences.
@@ -199,10 +199,15 @@ class BehaviorSettings(BaseModel):
     # Items a user acted on with these actions are not recommended to them again.
     exclude_actions: tuple[Action, ...] = ("purchase",)
     exclude_cap: int = Field(default=1000, ge=1)
-    # Users with no event for this long (event time) are forgotten; None keeps them.
+    # A user whose next event comes more than this after their last (event time) starts
+    # afresh; users silent for twice this (by the shard's newest event) are deleted
+    # lazily, to bound memory. None keeps everyone.
     user_ttl_s: float | None = Field(default=180 * 86400.0, gt=0)
     # Events per Lua script call (bounds how long one call blocks Redis).
     apply_chunk: int = Field(default=200, ge=1, le=10_000)
+    # Events dated more than this after they are consumed go to the DLQ (ts_in_future):
+    # time decay runs forward from each event, so a far-future one would never fade.
+    max_future_s: float = Field(default=3600.0, ge=0)
     # Recall.
     channels: ChannelWeights = Field(default_factory=ChannelWeights)
     recent_used: int = Field(default=20, ge=1, le=1000)  # recent items that seed i2i

@@ -63,9 +63,10 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
 
     def prepare(self, records: list[Any]) -> Prepared[Located]:
         limit = self.settings.index.max_message_bytes
+        latest = int((time.time() + self.settings.behavior.max_future_s) * 1000)
 
         def decode(r: Any) -> Located:
-            event = decode_behavior_event(r.value, limit)
+            event = decode_behavior_event(r.value, limit, latest)
             return Located(event, r.topic, r.partition, r.offset, fingerprint(r.value))
 
         events, dead = decode_records(records, decode)
@@ -123,6 +124,9 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
                 self.settings,
                 group_id=None,
                 enable_auto_commit=False,
+                # An offset gone to retention must land on the first record still there
+                # (kafka-python's default, latest, would wait at the end of the log).
+                auto_offset_reset="earliest",
                 fetch_max_wait_ms=self.settings.kafka.fetch_max_wait_ms,
             )
         )

@@ -1,8 +1,7 @@
 -- Apply one chunk of planned behavior operations to one user shard, atomically.
 --
 -- ARGV[1] is a JSON array (decoded by cjson, in C: far cheaper than thousands of
--- arguments): the number of compare-and-set checks, then (user key, expected events count)
--- pairs: if any user's count moved (another writer applied events of that user since
+-- arguments): the number of compare-and-set checks, then (user key, expected seq) pairs: if any user's count moved (another writer applied events of that user since
 -- we read it), nothing is written and the conflicting keys are returned for re-planning.
 -- Then the operations, executed in order (see indexer/behavior.py), each one event's:
 --   z key cap member delta        log2-add delta to member; trim to cap (0: no cap)
@@ -10,11 +9,13 @@
 --   x key cap member ts           member's score = max(score, ts); trim oldest to cap
 --   h key field n                 HINCRBY
 --   l key cap count entries...    LPUSH (oldest first), keep the newest cap
---   u key n ts                    user hash: events count, last event time (max)
+--   u key n ts seq                user hash: events since reset, last event time (max),
+--                                 events ever (seq: the compare-and-set token)
 --   a key member ts               ZADD GT
 --   o key field offset ffield fp  hash field = max(field, offset), ffield = fp with it
 --   e ua user cutoff k1..k4       forget a user whose last event is still before cutoff
---   r ua user k1..k4              forget a user (back after longer than the TTL)
+--   r ua user k1..k4              forget a user back after longer than the TTL (k1, the
+--                                 user hash, keeps its seq)
 -- Every key is also passed in KEYS (they share the shard's hash tag), so this is safe
 -- on Redis Cluster. Scores go to ZADD as Lua numbers, which Redis writes in their
 -- shortest exact form (string.format would cost more than the ZADD itself).
@@ -25,7 +26,7 @@ local ncas = tonumber(argv[1])
 local i = 2
 local conflicts = {}
 for _ = 1, ncas do
-  local have = tonumber(call('HGET', argv[i], 'n') or '0')
+  local have = tonumber(call('HGET', argv[i], 'seq') or '0')
   if have ~= tonumber(argv[i + 1]) then
     conflicts[#conflicts + 1] = argv[i]
   end
@@ -104,12 +105,12 @@ while i <= n do
     call('LTRIM', key, 0, cap - 1)
     i = i + 4 + count
   elseif op == 'u' then
-    call('HSET', key, 'n', argv[i + 2])
+    call('HSET', key, 'n', argv[i + 2], 'seq', argv[i + 4])
     local last = call('HGET', key, 'last')
     if not last or tonumber(last) < tonumber(argv[i + 3]) then
       call('HSET', key, 'last', argv[i + 3])
     end
-    i = i + 4
+    i = i + 5
   elseif op == 'a' then
     call('ZADD', key, 'GT', argv[i + 3], argv[i + 2])
     i = i + 4
@@ -127,7 +128,8 @@ while i <= n do
     end
     i = i + 8
   elseif op == 'r' then
-    call('DEL', argv[i + 3], argv[i + 4], argv[i + 5], argv[i + 6])
+    call('HDEL', argv[i + 3], 'n', 'last')  -- keeps seq, the compare-and-set token
+    call('DEL', argv[i + 4], argv[i + 5], argv[i + 6])
     call('ZREM', key, argv[i + 2])
     i = i + 7
   else

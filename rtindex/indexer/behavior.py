@@ -68,15 +68,18 @@ class UserState:
     """What planning needs of a user: the events count (the compare-and-set token) and
     the recent list, newest first (the co-occurrence window and the de-duplication memory)."""
 
-    n: int = 0
+    n: int = 0  # events since the user was last forgotten (activity damping)
     last: int = 0  # the time of their latest event
     recent: list[Recent] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    # Events ever applied: the compare-and-set token. Never reset (a reset count could
+    # come back to the value another writer read, and its stale plan would pass).
+    seq: int = 0
 
     @classmethod
-    def of(cls, n: int, last: int, recent: Iterable[Recent]) -> UserState:
+    def of(cls, n: int, last: int, recent: Iterable[Recent], seq: int | None = None) -> UserState:
         entries = list(recent)
-        return cls(n, last, entries, {r.event_id for r in entries})
+        return cls(n, last, entries, {r.event_id for r in entries}, n if seq is None else seq)
 
     def reset(self) -> None:
         self.n, self.last = 0, 0
@@ -89,6 +92,7 @@ class UserState:
         while len(self.recent) > cap:
             self.seen.discard(self.recent.pop().event_id)
         self.n += 1
+        self.seq += 1
         self.last = max(self.last, entry.ts)
 
 
@@ -169,7 +173,7 @@ def plan_chunk(
         prints[coords] = loc.fingerprint
         user_key = keys.user(shard, e.user_id)
         state = users[e.user_id]
-        cas.setdefault(user_key, state.n)
+        cas.setdefault(user_key, state.seq)
         if e.event_id in state.seen:
             outcomes.append(DUPLICATE)
             continue
@@ -203,7 +207,10 @@ def plan_chunk(
                 wb = weights[r.action]
                 if wb <= 0:
                     continue
-                lp = log_weight(pair_weight(w, wb, ts - r.ts, state.n, cfg), ts, i2i_h)
+                pw = pair_weight(w, wb, ts - r.ts, state.n, cfg)
+                if pw <= 0:
+                    continue  # decayed below a double's range: no link
+                lp = log_weight(pw, ts, i2i_h)
                 pairs += (r.item, lp)
                 touched_items.add(r.item)
                 ops += ("z", keys.neighbours(shard, r.item), n_cap, item, lp)
@@ -218,7 +225,8 @@ def plan_chunk(
     # Per-user and per-shard totals are order-free: once per chunk.
     for user, entries in pushed.items():
         ops += ("l", keys.recent(shard, user), cfg.recent_cap, len(entries), *entries)
-        ops += ("u", keys.user(shard, user), str(users[user].n), str(last_ts[user]))
+        u = users[user]
+        ops += ("u", keys.user(shard, user), str(u.n), str(last_ts[user]), str(u.seq))
         ops += ("a", keys.users(shard), user, str(last_ts[user]))
     stats = keys.stats(shard)
     for (topic, partition), offset in offsets.items():

@@ -48,7 +48,10 @@ def index_behaviors(
         chunks = [idx[j : j + cfg.apply_chunk] for j in range(0, len(idx), cfg.apply_chunk)]
         cutoff = None
         if cfg.user_ttl_s is not None:
-            cutoff = max(events[i].event.ts for i in idx) - int(cfg.user_ttl_s * 1000)
+            # Twice the TTL: lazy expiry judges by the shard's newest event, another user's
+            # clock. A user's own events decide their reset (at one TTL, in plan_chunk);
+            # the margin keeps lazy expiry from wiping a user whose events run late.
+            cutoff = max(events[i].event.ts for i in idx) - 2 * int(cfg.user_ttl_s * 1000)
         pos, rounds = 0, 0
         state: ShardState | None = None
         running: tuple[int, ChunkPlan, Future[list[str]]] | None = None
@@ -83,6 +86,7 @@ def index_behaviors(
                     continue
                 for i, outcome in zip(chunks[done_pos], done_plan.outcomes, strict=True):
                     outcomes[i] = outcome
+                rounds = 0  # the budget is per chunk
             if plan is not None and state is not None:
                 expire = []
                 if cutoff is not None and state.expired:

@@ -69,7 +69,7 @@ class BehaviorStore:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(keys.stats(shard))
         for u in users:
-            pipe.hmget(keys.user(shard, u), ["n", "last"])
+            pipe.hmget(keys.user(shard, u), ["n", "last", "seq"])
             pipe.lrange(keys.recent(shard, u), 0, -1)
         if cutoff_ms is not None:
             pipe.zrangebyscore(keys.users(shard), "-inf", f"({cutoff_ms}", start=0, num=16)
@@ -84,6 +84,7 @@ class BehaviorStore:
                 int(replies[1 + 2 * j][0] or 0),
                 int(replies[1 + 2 * j][1] or 0),
                 (Recent.unpack(r) for r in replies[2 + 2 * j]),
+                int(replies[1 + 2 * j][2] or 0),
             )
             for j, u in enumerate(users)
         }
@@ -203,13 +204,15 @@ def _declared_keys(cas: Iterable[str], ops: Sequence[Op]) -> list[str]:
             raise ValueError(f"operation expected at {i}, found {op!r}")
         if op in "zxeoar":
             width = {"z": 5, "x": 5, "a": 4, "o": 6, "e": 8, "r": 7}[op]
+        elif op == "u":
+            width = 5
             if op in "er":
                 keys.update(dict.fromkeys(str(k) for k in ops[i + width - 4 : i + width]))
         elif op == "Z":
             width = 4 + 2 * int(ops[i + 3])
         elif op == "l":
             width = 4 + int(ops[i + 3])
-        elif op in "hu":
+        elif op == "h":
             width = 4
         else:
             raise ValueError(f"unknown behavior operation {op!r}")

@@ -168,15 +168,24 @@ def decode_document_event(
     return event
 
 
-def decode_behavior_event(raw: bytes | None, max_bytes: int) -> BehaviorEvent:
-    """Bytes -> a validated behavior event, or :class:`InvalidEvent`."""
+def decode_behavior_event(
+    raw: bytes | None, max_bytes: int, latest_ts: int | None = None
+) -> BehaviorEvent:
+    """Bytes -> a validated behavior event, or :class:`InvalidEvent`. With ``latest_ts``,
+    an event dated after it is refused: decay is forward from each event's time, so one
+    event from the far future would outweigh everything else for good."""
     data = _parse_json(raw, max_bytes)
     if not isinstance(data, dict):
         raise InvalidEvent("invalid_event", "the event must be a JSON object")
     try:
-        return BehaviorEvent.model_validate(data)
+        event = BehaviorEvent.model_validate(data)
     except ValidationError as e:
         raise InvalidEvent("invalid_event", _first_error(e)) from None
+    if latest_ts is not None and event.ts > latest_ts:
+        raise InvalidEvent(
+            "ts_in_future", f"ts {event.ts} is {event.ts - latest_ts} ms past the allowed skew"
+        )
+    return event
 
 
 def check_doc_fields(doc: dict[str, Any], schema: IndexSchema) -> str | None:

@@ -31,7 +31,7 @@ Item-level structures are therefore per-shard partial sums, merged when read. Pe
 ``bs``             hash   o:<topic>:<partition> (last applied offset), f:<topic>:<partition>
                           (its record's hash), applied, duplicate (events)
 ``ua``             zset   user -> time of their last event (ms): users, and expiry
-``u:<user>``       hash   n (events applied: the compare-and-set token), last (ts)
+``u:<user>``       hash   n (events since reset), last (ts), seq (events ever: the CAS token)
 ``ur:<user>``      list   recent events, newest first: ts, action, event id, item (0x1f
                           separated)
 ``ux:<user>``      zset   items excluded from recommendations (e.g. bought) -> ts

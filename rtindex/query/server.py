@@ -25,7 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rtindex.query.recall import Recaller
@@ -42,7 +42,15 @@ from rtindex.settings import Settings
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
-Id = Annotated[str, Query(min_length=1, max_length=512)]
+
+
+def _id_bytes(v: str) -> str:
+    if len(v.encode("utf-8", errors="replace")) > 512:
+        raise ValueError("ids are at most 512 bytes of UTF-8")
+    return v
+
+
+Id = Annotated[str, Query(min_length=1, max_length=512), AfterValidator(_id_bytes)]
 K = Annotated[int, Query(ge=0, le=MAX_K)]
 
 # Contract parameter name -> schema field, where they differ.
@@ -254,7 +262,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         return Response(orjson.dumps(recaller.similar(item_id, k)), media_type=_JSON)
 
     @app.get("/trending")
-    def trending(k: K = 20, category: Annotated[str | None, Query(min_length=1)] = None) -> Any:
+    def trending(
+        k: K = 20, category: Annotated[str | None, Query(min_length=1, max_length=256)] = None
+    ) -> Any:
         """Trending items (exponentially time-decayed), globally or in one category."""
         return Response(orjson.dumps(recaller.trending(k, category)), media_type=_JSON)
 

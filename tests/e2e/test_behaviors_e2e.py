@@ -145,12 +145,13 @@ def test_bad_behavior_events_go_to_the_dlq_and_duplicates_count_once(
         {**click("g2", "u1", "tea", 1), "action": "teleport"},
         good,  # re-sent: the same event id
         {**click("g3", "u1", "tea", 2), "ts": -5},
+        {**click("g5", "u1", "tea", 2), "ts": 253_402_300_799_999},  # the year 9999
         click("g4", "u1", "tea", 3),
     )
-    wait_until(lambda: sum(behavior_consumer.totals.events.values()) >= 6, timeout=30)
+    wait_until(lambda: sum(behavior_consumer.totals.events.values()) >= 7, timeout=30)
     assert behavior_consumer.totals.events["applied"] == 2
     assert behavior_consumer.totals.events["duplicate"] == 1
-    assert behavior_consumer.totals.events["invalid"] == 3
+    assert behavior_consumer.totals.events["invalid"] == 4
     ns = s.redis.namespace
     assert redis_client.hget(f"{ns}:{{b0}}:ic:tea", "click") == b"2"
 
@@ -159,11 +160,15 @@ def test_bad_behavior_events_go_to_the_dlq_and_duplicates_count_once(
         **kafka_client_config(s, group_id=None, auto_offset_reset="earliest"),
     )
     try:
-        dead = wait_until(lambda: [r for p in reader.poll(500).values() for r in p], timeout=30)
+        dead: list[Any] = []
+        wait_until(
+            lambda: dead.extend(r for p in reader.poll(500).values() for r in p) or len(dead) >= 4,
+            timeout=30,
+        )
     finally:
         reader.close()
     reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
-    assert reasons == ["invalid_event", "invalid_event", "not_utf8"]
+    assert reasons == ["invalid_event", "invalid_event", "not_utf8", "ts_in_future"]
 
 
 def test_personalized_search_boosts_the_users_categories(
@@ -201,3 +206,5 @@ def test_parameters_are_validated(api: httpx.Client) -> None:
     assert api.get("/trending", params={"k": -1}).status_code == 422
     assert api.get("/recommend", params={"user_id": ""}).status_code == 422
     assert api.get("/similar", params={"item_id": "nothing"}).json()["items"] == []
+    assert api.get("/similar", params={"item_id": "汉" * 200}).status_code == 422  # 600 bytes
+    assert api.get("/trending", params={"category": "c" * 257}).status_code == 422

@@ -60,7 +60,7 @@ ATTRS: ItemAttributes = {"i1": {"category": ("餐饮",), "tags": ("a", "b")}}
 # -- helpers -------------------------------------------------------------------------------
 
 # Total widths (opcode included) of the fixed-width operations of behavior.lua.
-WIDTHS = {"z": 5, "x": 5, "h": 4, "u": 4, "a": 4, "o": 6, "e": 8, "r": 7}
+WIDTHS = {"z": 5, "x": 5, "h": 4, "u": 5, "a": 4, "o": 6, "e": 8, "r": 7}
 
 
 def parse(ops: Sequence[Op]) -> list[tuple[str, tuple[Op, ...]]]:
@@ -343,7 +343,7 @@ def test_one_event_all_operations() -> None:
         ("z", (P + "up:u1", CFG.profile_cap, "tags=a", pytest.approx(1.2))),
         ("z", (P + "up:u1", CFG.profile_cap, "tags=b", pytest.approx(1.2))),
         ("l", (P + "ur:u1", CFG.recent_cap, 1, Recent(T0, "click", "e1", "i1").pack())),
-        ("u", (P + "u:u1", "1", str(T0))),
+        ("u", (P + "u:u1", "1", str(T0), "1")),
         ("a", (P + "ua", "u1", str(T0))),
         ("o", (P + "bs", f"o:{TOPIC}:0", "5", f"f:{TOPIC}:0", "fp5")),
         ("h", (P + "bs", "applied", 1)),
@@ -374,7 +374,7 @@ def test_co_occurrence_links_both_ways() -> None:
         ("Z", (P + "nb:i1", cap, 2, "i0", pytest.approx(l0), "i9", pytest.approx(l9))),
     ]
     assert p.cas == {P + "u:u1": 2}
-    assert of(p, "u") == [("u", (P + "u:u1", "3", str(T0)))]
+    assert of(p, "u") == [("u", (P + "u:u1", "3", str(T0), "3"))]
 
 
 def test_co_occurrence_within_one_chunk_uses_the_advancing_state() -> None:
@@ -432,7 +432,7 @@ def test_zero_weight_action_counts_but_weighs_nothing() -> None:
     p = plan([at(ev("e1", "u1", "i1", "view", T0), 0)], {"u1": user}, attrs=ATTRS, cfg=cfg)
     assert [o for o, _ in parse(p.ops)] == ["h", "l", "u", "a", "o", "h"]
     assert of(p, "h")[0] == ("h", (P + "ic:i1", "view", 1))
-    assert of(p, "u") == [("u", (P + "u:u1", "2", str(T0)))]
+    assert of(p, "u") == [("u", (P + "u:u1", "2", str(T0), "2"))]
     # A later event links nothing to the weight-0 view of i1, but still to the click of i0.
     p = plan([at(ev("e2", "u1", "i2", "click", T0 + 1000), 1)], {"u1": user}, cfg=cfg)
     assert [a[3] for _, a in of(p, "Z")] == ["i0"]
@@ -461,7 +461,7 @@ def test_duplicate_within_a_chunk() -> None:
     assert len(of(p, "h")) == 2 + 2  # two counters, then the applied and duplicate stats
     assert of(p, "h")[-2:] == [("h", (P + "bs", "applied", 2)), ("h", (P + "bs", "duplicate", 1))]
     assert p.offsets == {(TOPIC, 0): 2}  # a duplicate's offset is covered too
-    assert of(p, "u") == [("u", (P + "u:u1", "2", str(T0 + 5)))]
+    assert of(p, "u") == [("u", (P + "u:u1", "2", str(T0 + 5), "2"))]
 
 
 def test_duplicate_against_the_stored_state() -> None:
@@ -528,10 +528,10 @@ def test_per_user_ops_once_at_the_end() -> None:
     )
     assert tail == [
         ("l", (P + "ur:u1", CFG.recent_cap, 2, a.pack(), c.pack())),  # oldest first
-        ("u", (P + "u:u1", "5", str(T0 + 5000))),
+        ("u", (P + "u:u1", "5", str(T0 + 5000), "5")),
         ("a", (P + "ua", "u1", str(T0 + 5000))),
         ("l", (P + "ur:u2", CFG.recent_cap, 1, b.pack())),
-        ("u", (P + "u:u2", "1", str(T0 + 100))),
+        ("u", (P + "u:u2", "1", str(T0 + 100), "1")),
         ("a", (P + "ua", "u2", str(T0 + 100))),
         ("o", (P + "bs", f"o:{TOPIC}:0", "2", f"f:{TOPIC}:0", "")),
         ("h", (P + "bs", "applied", 3)),
@@ -579,7 +579,7 @@ def test_user_back_after_the_ttl_is_reset() -> None:
     e2 = Recent(T0 + 160_000, "purchase", "e2", "i2")
     assert of(p, "l", "u", "a") == [
         ("l", (P + "ur:u1", cfg.recent_cap, 1, e2.pack())),  # e1 was wiped with the rest
-        ("u", (P + "u:u1", "1", str(T0 + 160_000))),
+        ("u", (P + "u:u1", "1", str(T0 + 160_000), "5")),
         ("a", (P + "ua", "u1", str(T0 + 160_000))),
     ]
     assert p.cas == {P + "u:u1": 3}
@@ -788,3 +788,25 @@ def test_state_does_not_depend_on_batching_or_redelivery(
     again = run_chunks(replay, events, cuts)
     assert again[:prefix] == [REDELIVERED] * prefix
     assert replay.snapshot() == one.snapshot()
+
+
+def test_the_cas_token_is_never_reset() -> None:
+    """Review finding: with the events count as the token, a user reset after the TTL
+    could come back to the count another writer had read, and its stale plan would pass."""
+    hour = 3_600_000
+    cfg = CFG.model_copy(update={"user_ttl_s": 3600.0})
+    state = UserState.of(1, T0, [Recent(T0, "click", "e0", "i0")], seq=1)
+    p = plan([at(ev("e1", "u1", "i1", "click", T0 + 2 * hour), 1)], {"u1": state}, cfg=cfg)
+    assert p.cas == {P + "u:u1": 1}
+    ((_, (_, n, _, seq)),) = of(p, "u")
+    assert (n, seq) == ("1", "2")  # events since the reset 1, events ever 2
+    assert state.seq == 2
+
+
+def test_a_pair_decayed_to_nothing_is_skipped_not_a_crash() -> None:
+    """Review finding: log2(0) when the gap is over ~1,074 pair half-lives."""
+    cfg = CFG.model_copy(update={"window_s": 86_400.0, "pair_half_life_s": 30.0})
+    users = {"u1": UserState()}
+    plan([at(ev("a", "u1", "i1", "click", T0), 0)], users, cfg=cfg)
+    p = plan([at(ev("b", "u1", "i2", "click", T0 + 80_000_000), 1)], users, cfg=cfg)
+    assert of(p, "Z") == []
