@@ -49,17 +49,25 @@ BENCHES = {  # name -> (script, title, render)
         "6. Behavior events: throughput, freshness in /similar, memory",
         bench_behaviors.render,
     ),
+    "movielens_direct": (
+        "bench_movielens.py",
+        "7. Behavior recall hit rate: all of MovieLens-100K (planner, Lua and store in process)",
+        bench_movielens.render,
+    ),
     "movielens": (
         "bench_movielens.py",
-        "7. Behavior recall hit rate (MovieLens-100K through the real pipeline)",
+        "8. The same through Kafka and `rtindex consume behaviors` (the first 30,000 ratings)",
         bench_movielens.render,
     ),
 }
+# Extra arguments of a benchmark run (the MovieLens script measures two ways).
+ARGS = {"movielens_direct": ["--direct"], "movielens": ["--limit", "30000"]}
 
 
 def run_one(name: str, quick: bool) -> tuple[bool, float]:
     script = BENCHES[name][0] if name in BENCHES else "bench_analysis.py"
-    argv = [sys.executable, str(HERE / script), *(["--quick"] if quick else [])]
+    argv = [sys.executable, str(HERE / script), *ARGS.get(name, [])]
+    argv += ["--quick"] if quick else []
     waited = wait_idle()
     log(f"running {' '.join(argv[1:])} (waited {waited:.0f} s for an idle machine)")
     t0 = time.perf_counter()
@@ -131,7 +139,10 @@ def render() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="indexing,freshness,query,behaviors,movielens,analysis")
+    ap.add_argument(
+        "--only",
+        default="indexing,freshness,query,behaviors,movielens_direct,movielens,analysis",
+    )
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     failed = []
