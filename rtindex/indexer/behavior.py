@@ -65,8 +65,8 @@ class Recent:
 
 @dataclass(slots=True)
 class UserState:
-    """What planning needs of a user: the events count (the compare-and-set token) and
-    the recent list, newest first (the co-occurrence window and the de-duplication memory)."""
+    """What planning needs of a user: the events counts (``seq`` is the compare-and-set
+    token) and the recent list, newest first (the co-occurrence window and the de-duplication memory)."""
 
     n: int = 0  # events since the user was last forgotten (activity damping)
     last: int = 0  # the time of their latest event
@@ -125,7 +125,7 @@ def pair_weight(
 
 @dataclass(slots=True)
 class ChunkPlan:
-    cas: dict[str, int]  # user key -> the events count it must still have
+    cas: dict[str, int]  # user key -> the seq (events ever applied) it must still have
     ops: list[Op]
     outcomes: list[str]  # one per event of the chunk
     counts: Counter[str]
