@@ -235,7 +235,7 @@ PY = [sys.executable, "-m", "rtindex"]
 
 
 NAMES = {
-    "rtindex": "rtindex `recommend` (real time, through Kafka)",
+    "rtindex": "rtindex `recommend` (real time)",
     "popularity": "global popularity (real time)",
     "cf": "item-CF, recomputed daily; history as of that day (nightly batch)",
     "cf_live": "item-CF, recomputed daily; the user's live history",
@@ -250,8 +250,14 @@ def render(r: dict[str, Any]) -> str:
         for n, m in models.items()
     ]
     mem = r["memory"]
+    path = (
+        "in process (`--direct`: planner, Lua script and store, no Kafka)"
+        if r["path"] == "direct"
+        else "through Kafka (3 partitions) and `rtindex consume behaviors`"
+    )
     lines = [
-        f"{r['events']:,} interactions replayed in {r['steps']:,} steps, {r['wall_s']:.0f} s; "
+        f"{r['events']:,} interactions replayed {path} in {r['steps']:,} steps, "
+        f"{r['wall_s']:.0f} s; "
         f"recommend {r['recommend_ms_avg']} ms on average (in process). "
         f"Behavior settings changed from the defaults: `{json.dumps(r['behavior_settings'])}`.",
         "",
