@@ -66,7 +66,8 @@ class Recent:
 @dataclass(slots=True)
 class UserState:
     """What planning needs of a user: the events counts (``seq`` is the compare-and-set
-    token) and the recent list, newest first (the co-occurrence window and the de-duplication memory)."""
+    token) and the recent list, newest first (the co-occurrence window and the
+    de-duplication memory)."""
 
     n: int = 0  # events since the user was last forgotten (activity damping)
     last: int = 0  # the time of their latest event
