@@ -86,39 +86,12 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
         offset is dropped. A record gone to retention proves nothing and needs nothing:
         every record still there is past it.
         """
-        for tp in sorted(partitions):
-            marks = self._retry(
-                lambda tp=tp: self.store.partition_marks(tp.topic, tp.partition),
-                stop,
-                "reading applied offsets",
-            )
-            for shard, (offset, fp) in marks.items():
-                found = self._retry(
-                    lambda tp=tp, offset=offset: self._record_at(tp, offset),
-                    stop,
-                    "reading a record back",
-                )
-                if found is None or (found is not False and found != fp):
-                    log.warning(
-                        "%s[%d]: the record at applied offset %d is %s: the topic was "
-                        "recreated; its applied offset in behavior shard %d is dropped",
-                        tp.topic,
-                        tp.partition,
-                        offset,
-                        "past the end of the log" if found is None else "a different one",
-                        shard,
-                    )
-                    self._retry(
-                        lambda tp=tp, shard=shard: self.store.forget_partition(
-                            shard, tp.topic, tp.partition
-                        ),
-                        stop,
-                        "dropping a stale offset",
-                    )
-
-    def _record_at(self, tp: TopicPartition, offset: int) -> str | bool | None:
-        """The hash of the record at ``offset``; None if the log ends before it; False if
-        it is gone (retention) while later records exist."""
+        pairs = [(tp.topic, tp.partition) for tp in sorted(partitions)]
+        marks = self._retry(
+            lambda: self.store.partition_marks(pairs), stop, "reading applied offsets"
+        )
+        if not marks:
+            return
         reader = KafkaConsumer(
             **kafka_client_config(
                 self.settings,
@@ -131,18 +104,30 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
             )
         )
         try:
-            reader.assign([tp])
-            reader.seek(tp, offset)
-            deadline = time.monotonic() + VERIFY_TIMEOUT_S
-            while time.monotonic() < deadline:
-                records = reader.poll(timeout_ms=200, max_records=1).get(tp, [])
-                if records:
-                    r = records[0]
-                    return fingerprint(r.value) if r.offset == offset else False
-                high = reader.highwater(tp)
-                if high is not None and high <= offset:
-                    return None
-            raise BrokerSlow(f"no answer about {tp.topic}[{tp.partition}] at offset {offset}")
+            for topic, partition, shard, offset, fp in marks:
+                tp = TopicPartition(topic, partition)
+                found = self._retry(
+                    lambda tp=tp, offset=offset: _record_at(reader, tp, offset),
+                    stop,
+                    "reading a record back",
+                )
+                if found is None or (found is not False and found != fp):
+                    log.warning(
+                        "%s[%d]: the record at applied offset %d is %s: the topic was "
+                        "recreated; its applied offset in behavior shard %d is dropped",
+                        topic,
+                        partition,
+                        offset,
+                        "past the end of the log" if found is None else "a different one",
+                        shard,
+                    )
+                    self._retry(
+                        lambda tp=tp, shard=shard: self.store.forget_partition(
+                            shard, tp.topic, tp.partition
+                        ),
+                        stop,
+                        "dropping a stale offset",
+                    )
         finally:
             reader.close()
 
@@ -163,3 +148,20 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
 
 def run_behavior_consumer(settings: Settings) -> int:
     return run_consumer(BehaviorConsumer(settings))
+
+
+def _record_at(reader: KafkaConsumer, tp: TopicPartition, offset: int) -> str | bool | None:
+    """The hash of the record at ``offset``; None if the log ends before it; False if
+    it is gone (retention) while later records exist."""
+    reader.assign([tp])
+    reader.seek(tp, offset)
+    deadline = time.monotonic() + VERIFY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        records = reader.poll(timeout_ms=200, max_records=1).get(tp, [])
+        if records:
+            r = records[0]
+            return fingerprint(r.value) if r.offset == offset else False
+        high = reader.highwater(tp)
+        if high is not None and high <= offset:
+            return None
+    raise BrokerSlow(f"no answer about {tp.topic}[{tp.partition}] at offset {offset}")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from rtindex.indexer.behavior import ChunkPlan, ItemAttributes, Located, expiry_ops, plan_chunk
+from rtindex.indexer.behavior import ChunkPlan, Located, expiry_ops, plan_chunk
 from rtindex.indexer.behavior_store import BehaviorStore, ShardState
 
 # Conflicts need two writers on one user at once (a producer that sends no key, or a
@@ -25,23 +25,19 @@ class BehaviorResult:
         return Counter(self.outcomes)
 
 
-def index_behaviors(
-    store: BehaviorStore, events: Sequence[Located], attributes: ItemAttributes | None = None
-) -> BehaviorResult:
+def index_behaviors(store: BehaviorStore, events: Sequence[Located]) -> BehaviorResult:
     """Apply ``events`` (in stream order) exactly once in effect: an event at or below its
     shard's applied offset is a redelivery, a known ``event_id`` a duplicate; each chunk
     is written atomically with the offsets it covers.
 
     Chunk k+1 is planned while chunk k's script runs (optimistically: on top of k's
     effects); if k lost a compare-and-set race, that plan is dropped and planning starts
-    again from freshly read state. ``attributes`` may be read beforehand (they do not
-    depend on behavior state); by default they are read here."""
+    again from freshly read state."""
     cfg, keys = store.cfg, store.keys
     by_shard: dict[int, list[int]] = {}
     for i, loc in enumerate(events):
         by_shard.setdefault(keys.shard_of(loc.event.user_id), []).append(i)
-    if attributes is None:
-        attributes = store.item_attributes(loc.event.item_id for loc in events)
+    attributes = store.item_attributes(loc.event.item_id for loc in events)
     outcomes: list[str] = [""] * len(events)
     conflicts = 0
     for shard, idx in by_shard.items():

@@ -7,7 +7,6 @@ and trending, cached by document version), and runs ``behavior.lua`` on planned 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -48,7 +47,6 @@ class BehaviorStore:
             OrderedDict()
         )
         self._cache_size = cache_items
-        self._cache_lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtindex-behavior-io")
 
     def ensure_layout(self) -> None:
@@ -94,17 +92,23 @@ class BehaviorStore:
             expired = [u for raw in replies[-1] if (u := raw.decode()) not in present]
         return ShardState(states, offsets, expired)
 
-    def partition_marks(self, topic: str, partition: int) -> dict[int, tuple[int, str]]:
-        """Per shard: the partition's last applied offset and that record's hash."""
-        fields = self.keys.offset_fields(topic, partition)
+    def partition_marks(
+        self, partitions: Sequence[tuple[str, int]]
+    ) -> list[tuple[str, int, int, int, str]]:
+        """(topic, partition, shard, last applied offset, that record's hash) for every
+        partition and shard that has one, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        for shard in range(self.keys.shards):
-            pipe.hmget(self.keys.stats(shard), fields)
-        return {
-            shard: (int(offset), (fp or b"").decode())
-            for shard, (offset, fp) in enumerate(pipe.execute())
-            if offset is not None
-        }
+        for topic, partition in partitions:
+            for shard in range(self.keys.shards):
+                pipe.hmget(self.keys.stats(shard), self.keys.offset_fields(topic, partition))
+        replies = iter(pipe.execute())
+        out = []
+        for topic, partition in partitions:
+            for shard in range(self.keys.shards):
+                offset, fp = next(replies)
+                if offset is not None:
+                    out.append((topic, partition, shard, int(offset), (fp or b"").decode()))
+        return out
 
     def forget_partition(self, shard: int, topic: str, partition: int) -> None:
         """Drop a partition's applied offset (its topic was recreated: offsets restart)."""
@@ -116,10 +120,6 @@ class BehaviorStore:
         ``ATTRIBUTES_FRESH_S`` is used as it is (a hot item costs nothing), an older one is
         revalidated by document version (one small round trip); so a changed category
         reaches profiles within seconds."""
-        with self._cache_lock:  # the consumer reads ahead in one thread, retries in another
-            return self._item_attributes(items)
-
-    def _item_attributes(self, items: Iterable[str]) -> ItemAttributes:
         now = time.monotonic()
         out: dict[str, dict[str, tuple[str, ...]]] = {}
         check: list[str] = []
