@@ -61,7 +61,8 @@ class Recaller:
         for s in range(self.keys.shards):
             _top(pipe, self.keys.neighbours(s, item_id), -1)
         co = merge_shards(_pairs(rows) for rows in pipe.execute())
-        scores = self._similarities({item_id: 1.0}, {item_id: co})
+        pop, _ = self._lookups([item_id, *co], [], None)
+        scores = self._similarities({item_id: 1.0}, {item_id: co}, pop)
         items = self._resolve(
             [Scored(i, s, ("i2i",)) for i, s in _ranked(to_linear(scores))], k, set()
         )
@@ -77,8 +78,8 @@ class Recaller:
         """i2i from the user's recent items (by recency and action), trending in the
         categories they prefer, and global trending (the cold start), merged; items the
         user acted on with an ``exclude_actions`` action are left out. Four pipelined
-        round trips: the user; neighbours and trending lists; popularity and exclusions;
-        the documents."""
+        round trips (more only when many candidates turn out deleted): the user;
+        neighbours and trending lists; popularity and exclusions; the documents."""
         t0 = time.perf_counter()
         recent, profile = self._user(user_id)
         seeds = seed_weights(
@@ -104,13 +105,14 @@ class Recaller:
         for value, weight in preferred.items():
             for item, score in trending[value].items():
                 pref[item] = pref.get(item, 0.0) + weight * score
+        linked = [i for c in co.values() for i in c]
+        candidates = list(dict.fromkeys([*linked, *pref, *trending[None]]))
+        pop, excluded = self._lookups(list(dict.fromkeys([*seeds, *linked])), candidates, user_id)
         channels: dict[str, dict[str, float]] = {
-            "i2i": to_linear(self._similarities(seeds, co)) if seeds else {},
+            "i2i": to_linear(self._similarities(seeds, co, pop)) if seeds else {},
             "preference": pref,
             "trending": trending[None],
         }
-        candidates = list(dict.fromkeys(i for c in channels.values() for i in c))
-        excluded = self._excluded(user_id, candidates)
         # Deleted documents are skipped when resolving: keep a generous margin for them.
         ranked = combine(channels, self.channel_weights, excluded, limit=3 * k + 50)
         items = self._resolve(ranked, k, set())
@@ -149,25 +151,39 @@ class Recaller:
             _top(pipe, self.keys.trending(s, value), n)
         return merge_shards(_pairs(rows) for rows in pipe.execute())
 
-    def _popularity(self, items: Sequence[str]) -> dict[str, float]:
-        if not items:
-            return {}
+    def _lookups(
+        self, items: Sequence[str], candidates: Sequence[str], user_id: str | None
+    ) -> tuple[dict[str, float], set[str]]:
+        """One round trip: the items' popularity (log2, summed over shards), and which
+        candidates the user has excluded."""
+        uid = user_id if candidates and self.cfg.exclude_actions else None
+        exclusions = uid is not None
+        if not items and not exclusions:
+            return {}, set()
         pipe = self.client.pipeline(transaction=False)
-        for s in range(self.keys.shards):
-            pipe.zmscore(self.keys.popularity(s), list(items))
-        rows = pipe.execute()
-        return merge_shards(
+        if items:
+            for s in range(self.keys.shards):
+                pipe.zmscore(self.keys.popularity(s), list(items))
+        if uid is not None:
+            pipe.zmscore(self.keys.excluded(self.keys.shard_of(uid), uid), list(candidates))
+        replies = pipe.execute()
+        rows = replies[: self.keys.shards] if items else []
+        pop = merge_shards(
             [(item, float(v)) for item, v in zip(items, row, strict=True) if v is not None]
             for row in rows
         )
+        excluded = (
+            {i for i, s in zip(candidates, replies[-1], strict=True) if s is not None}
+            if exclusions
+            else set()
+        )
+        return pop, excluded
 
     def _similarities(
-        self, seeds: dict[str, float], co: dict[str, dict[str, float]]
+        self, seeds: dict[str, float], co: dict[str, dict[str, float]], pop: dict[str, float]
     ) -> dict[str, float]:
         """log2 of sum over seeds of seed weight * similarity(seed, item)."""
         alpha = self.cfg.normalization
-        items = list(dict.fromkeys([*seeds, *(i for c in co.values() for i in c)]))
-        pop = self._popularity(items)
         parts: dict[str, list[float]] = {}
         for seed, weight in seeds.items():
             p_seed = pop.get(seed)
@@ -179,13 +195,6 @@ class Recaller:
                 if p_item is not None:
                     parts.setdefault(item, []).append(similarity(c, p_seed, p_item, alpha) + lw)
         return merge_shards([(i, v) for v in vs] for i, vs in parts.items())
-
-    def _excluded(self, user_id: str, items: Sequence[str]) -> set[str]:
-        if not items or not self.cfg.exclude_actions:
-            return set()
-        shard = self.keys.shard_of(user_id)
-        scores = self.client.zmscore(self.keys.excluded(shard, user_id), list(items))
-        return {i for i, s in zip(items, scores, strict=True) if s is not None}
 
     def _resolve(self, ranked: list[Scored], k: int, excluded: set[str]) -> list[dict[str, Any]]:
         """The first ``k`` candidates that are not excluded and have a live document."""
