@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,34 @@ from helpers import wait_until
 from kafka.admin import KafkaAdminClient
 
 from rtindex.consumers.kafka_config import kafka_client_config
+from rtindex.consumers.publish import make_producer
 from rtindex.settings import Settings
+
+
+def publish(
+    settings: Settings, topic: str, values: list[bytes], key_field: str | None = None
+) -> dict[int, int]:
+    """Publish ``values`` (keyed by their JSON ``key_field``, when they have one); return
+    the end offset of every partition written."""
+    producer = make_producer(settings)
+    ends: dict[int, int] = {}
+    try:
+        futures = []
+        for v in values:
+            key = None
+            if key_field is not None:
+                try:
+                    key = str(json.loads(v)[key_field]).encode()
+                except (ValueError, KeyError, TypeError):
+                    key = None  # a bad message has no key: it must still reach the DLQ
+            futures.append(producer.send(topic, key=key, value=v))
+        producer.flush()
+        for f in futures:
+            md = f.get(timeout=10)
+            ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
+    finally:
+        producer.close()
+    return ends
 
 
 def committed(settings: Settings, group: str) -> dict[int, int]:

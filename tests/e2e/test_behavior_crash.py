@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 import redis
 from helpers import wait_until
-from processes import committed, consumer_process, drain
+from processes import committed, consumer_process, drain, publish
 
 from rtindex.consumers.behaviors import BehaviorConsumer
-from rtindex.consumers.publish import make_producer
 from rtindex.consumers.topics import ensure_topics
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.batch import index_documents
@@ -61,20 +60,6 @@ def behavior_stream(n: int) -> list[bytes]:
     return out
 
 
-def publish(settings: Settings, values: list[bytes]) -> dict[int, int]:
-    producer = make_producer(settings)
-    ends: dict[int, int] = {}
-    try:
-        futures = [producer.send(settings.kafka.behaviors_topic, value=v) for v in values]
-        producer.flush()
-        for f in futures:
-            md = f.get(timeout=10)
-            ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
-    finally:
-        producer.close()
-    return ends
-
-
 def index_catalog(settings: Settings, namespace: str, client: redis.Redis) -> None:
     s = settings.with_overrides({"redis": {"namespace": namespace}})
     store = DocumentStore(client, s)
@@ -108,7 +93,7 @@ def test_kill_between_apply_and_commit_counts_every_event_once(
     # depend on the order events reach them, which only one partition fixes.
     ensure_topics(settings, partitions=1)
     s = settings
-    ends = publish(s, behavior_stream(600))
+    ends = publish(s, s.kafka.behaviors_topic, behavior_stream(600))
     crash_ns, clean_ns = s.redis.namespace + "c", s.redis.namespace + "k"
     crash_group, clean_group = s.kafka.behaviors_group + "-c", s.kafka.behaviors_group + "-k"
     for ns in (crash_ns, clean_ns):
@@ -158,7 +143,7 @@ def test_offsets_of_a_recreated_topic_are_dropped_and_genuine_ones_kept(
         {"event_id": f"e{i}", "user_id": f"u{i}", "item_id": "x", "action": "view", "ts": T0}
         for i in range(6)
     ]
-    publish(s, [json.dumps(e).encode() for e in events])
+    publish(s, s.kafka.behaviors_topic, [json.dumps(e).encode() for e in events], "user_id")
 
     first = BehaviorConsumer(s)
     run_until(first, 6)

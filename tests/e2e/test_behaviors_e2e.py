@@ -78,6 +78,11 @@ CATALOG = [
 ]
 
 
+def index_catalog(s: Settings, consumer: DocumentConsumer) -> None:
+    publish(s, s.kafka.documents_topic, *CATALOG)
+    wait_until(lambda: consumer.totals.events["applied"] >= len(CATALOG), timeout=30)
+
+
 def test_clicks_show_up_in_similar_and_recommend_and_deletes_vanish(
     topics: Settings,
     consumer: DocumentConsumer,
@@ -85,8 +90,7 @@ def test_clicks_show_up_in_similar_and_recommend_and_deletes_vanish(
     api: httpx.Client,
 ) -> None:
     s = topics
-    publish(s, s.kafka.documents_topic, *CATALOG)
-    wait_until(lambda: consumer.totals.events["applied"] >= len(CATALOG), timeout=30)
+    index_catalog(s, consumer)
 
     # Three users who had tea then noodles; one who had tea then went to the hotel.
     stream = []
@@ -178,8 +182,7 @@ def test_personalized_search_boosts_the_users_categories(
     api: httpx.Client,
 ) -> None:
     s = topics
-    publish(s, s.kafka.documents_topic, *CATALOG)
-    wait_until(lambda: consumer.totals.events["applied"] >= len(CATALOG), timeout=30)
+    index_catalog(s, consumer)
     plain = ids(api, "/search", q="西湖")
     assert set(plain) == {"tea", "hotel"}
     publish(

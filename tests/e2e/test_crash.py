@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import redis
-from processes import committed, consumer_process, drain
+from processes import committed, consumer_process, drain, publish
 
-from rtindex.consumers.publish import make_producer
 from rtindex.corpus import peoples_daily_paragraphs
 from rtindex.indexer.dump import logical_dump
 from rtindex.settings import Settings
@@ -60,30 +59,9 @@ def mixed_stream(n_docs: int, n_events: int) -> list[bytes]:
     return out
 
 
-def publish(settings: Settings, values: list[bytes]) -> dict[int, int]:
-    """Publish keyed by id; return the end offset of every partition written."""
-    producer = make_producer(settings)
-    ends: dict[int, int] = {}
-    try:
-        futures = []
-        for v in values:
-            try:
-                key = json.loads(v)["id"].encode()
-            except (ValueError, KeyError):
-                key = None
-            futures.append(producer.send(settings.kafka.documents_topic, key=key, value=v))
-        producer.flush()
-        for f in futures:
-            md = f.get(timeout=10)
-            ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
-    finally:
-        producer.close()
-    return ends
-
-
 def test_kill_between_apply_and_commit(topics: Settings, redis_client: redis.Redis) -> None:
     s = topics
-    ends = publish(s, mixed_stream(n_docs=60, n_events=400))
+    ends = publish(s, s.kafka.documents_topic, mixed_stream(n_docs=60, n_events=400), "id")
     crash_ns, clean_ns = s.redis.namespace + "c", s.redis.namespace + "k"
     crash_group, clean_group = s.kafka.documents_group + "-c", s.kafka.documents_group + "-k"
 
