@@ -13,7 +13,6 @@ from typing import Any
 
 from rtindex.consumers.dlq import DeadLetter
 from rtindex.consumers.pipeline import (
-    ConsumerTotals,
     PipelinedConsumer,
     Prepared,
     decode_records,
@@ -26,8 +25,6 @@ from rtindex.indexer.events import DeleteEvent, decode_document_event
 from rtindex.indexer.plan import Event, Outcome
 from rtindex.indexer.store import DocumentStore
 from rtindex.settings import Settings
-
-__all__ = ["ConsumerTotals", "DocumentConsumer", "decode_batch", "run_document_consumer"]
 
 
 def decode_batch(records: list[Any], settings: Settings) -> tuple[list[Event], list[DeadLetter]]:
