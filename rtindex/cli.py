@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -20,11 +19,9 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from rtindex.ops.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -49,10 +46,24 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if args.stream == "documents":
         from rtindex.consumers.documents import run_document_consumer
 
-        return run_document_consumer(settings)
+        return run_document_consumer(settings, args.metrics_port)
     from rtindex.consumers.behaviors import run_behavior_consumer
 
-    return run_behavior_consumer(settings)
+    return run_behavior_consumer(settings, args.metrics_port)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from rtindex.consumers.topics import ensure_topics, rtindex_topics
+
+    settings = _settings()
+    _logging(settings)
+    ensure_topics(settings, partitions=args.partitions)
+    print(
+        f"topics ready: {', '.join(rtindex_topics(settings))}"
+        f" (new ones with {args.partitions} partitions)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -119,7 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("consume", help="run one consumer (documents or behaviors)")
     c.add_argument("stream", choices=["documents", "behaviors"])
+    c.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus /metrics port (default: settings ops.metrics_port_<stream>; 0: any)",
+    )
     c.set_defaults(func=cmd_consume)
+
+    t = sub.add_parser("topics", help="create the topics if missing (one-shot, idempotent)")
+    t.add_argument(
+        "--partitions", type=int, default=3, help="partitions of topics it creates (default 3)"
+    )
+    t.set_defaults(func=cmd_topics)
 
     s = sub.add_parser("serve", help="run the query service")
     s.add_argument("--host", default=None, help="default: settings api.host (127.0.0.1)")

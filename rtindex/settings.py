@@ -225,6 +225,32 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class OpsSettings(BaseModel):
+    """Metrics, status reports, readiness and logs (ARCHITECTURE.md, "Operations")."""
+
+    model_config = _FROZEN
+    # Each consumer process serves its own Prometheus /metrics here (0: a free port,
+    # logged). 127.0.0.1 by default; the compose stack sets 0.0.0.0.
+    metrics_host: str = "127.0.0.1"
+    metrics_port_documents: int = Field(default=9400, ge=0, le=65535)
+    metrics_port_behaviors: int = Field(default=9401, ge=0, le=65535)
+    # Consumers write a status report (lag, rates, freshness) to Redis this often; a
+    # report expires after report_ttl_s, so a dead consumer's report disappears.
+    report_interval_s: float = Field(default=1.0, gt=0, le=60)
+    report_ttl_s: float = Field(default=15.0, gt=0, le=3600)
+    # Rolling window over which /stats gives rates and p50/p99.
+    window_s: float = Field(default=60.0, ge=1, le=3600)
+    # /readyz answers 503 while any partition lags more than this (None: no limit).
+    ready_max_lag_messages: int | None = Field(default=100_000, ge=0)
+    ready_max_lag_s: float | None = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ttl(self) -> OpsSettings:
+        if self.report_ttl_s < 2 * self.report_interval_s:
+            raise ValueError("ops.report_ttl_s must be at least twice ops.report_interval_s")
+        return self
+
+
 class Settings(BaseModel):
     model_config = _FROZEN
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -234,7 +260,10 @@ class Settings(BaseModel):
     bm25: BM25Settings = Field(default_factory=BM25Settings)
     behavior: BehaviorSettings = Field(default_factory=BehaviorSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: one readable line per record; json: one JSON object per line (for log shippers).
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _behavior_fields(self) -> Settings:

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -20,10 +19,10 @@ from kafka.errors import KafkaTimeoutError
 
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.pipeline import (
+    Applied,
     PipelinedConsumer,
     Prepared,
     decode_records,
-    freshness,
     run_consumer,
 )
 from rtindex.indexer.behavior import APPLIED, Located
@@ -131,23 +130,21 @@ class BehaviorConsumer(PipelinedConsumer[Located]):
         finally:
             reader.close()
 
-    def apply_events(self, batch: Prepared[Located]) -> Counter[str]:
+    def apply_events(self, batch: Prepared[Located]) -> Applied:
         result = index_behaviors(self.store, batch.events)
-        counts = result.counts()
-        counts.update(
-            freshness(
-                [
-                    loc.event.ts
-                    for loc, o in zip(batch.events, result.outcomes, strict=True)
-                    if o == APPLIED
-                ]
-            )
+        return Applied(
+            result.counts(),
+            [
+                loc.event.ts
+                for loc, o in zip(batch.events, result.outcomes, strict=True)
+                if o == APPLIED
+            ],
         )
-        return counts
 
 
-def run_behavior_consumer(settings: Settings) -> int:
-    return run_consumer(BehaviorConsumer(settings))
+def run_behavior_consumer(settings: Settings, metrics_port: int | None = None) -> int:
+    port = settings.ops.metrics_port_behaviors if metrics_port is None else metrics_port
+    return run_consumer(BehaviorConsumer(settings), port)
 
 
 def _record_at(reader: KafkaConsumer, tp: TopicPartition, offset: int) -> str | bool | None:

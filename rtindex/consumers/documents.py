@@ -8,15 +8,14 @@ batch again changes nothing).
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from rtindex.consumers.dlq import DeadLetter
 from rtindex.consumers.pipeline import (
+    Applied,
     PipelinedConsumer,
     Prepared,
     decode_records,
-    freshness,
     run_consumer,
 )
 from rtindex.indexer.analysis import Analyzer
@@ -59,25 +58,23 @@ class DocumentConsumer(PipelinedConsumer[Event]):
         }
         return Prepared(records, events, dead, {t: self.analyzer.tokens(t) for t in texts})
 
-    def apply_events(self, batch: Prepared[Event]) -> Counter[str]:
+    def apply_events(self, batch: Prepared[Event]) -> Applied:
         analyzed, analyze = batch.extra, self.analyzer.tokens
 
         def tokens(text: str) -> list[str]:
             return analyzed[text] if text in analyzed else analyze(text)
 
         result = index_documents(self.store, batch.events, tokens)
-        counts = result.counts()
-        counts.update(
-            freshness(
-                [
-                    e.ts
-                    for e, o in zip(batch.events, result.outcomes, strict=True)
-                    if o is Outcome.APPLIED
-                ]
-            )
+        return Applied(
+            result.counts(),
+            [
+                e.ts
+                for e, o in zip(batch.events, result.outcomes, strict=True)
+                if o is Outcome.APPLIED
+            ],
         )
-        return counts
 
 
-def run_document_consumer(settings: Settings) -> int:
-    return run_consumer(DocumentConsumer(settings))
+def run_document_consumer(settings: Settings, metrics_port: int | None = None) -> int:
+    port = settings.ops.metrics_port_documents if metrics_port is None else metrics_port
+    return run_consumer(DocumentConsumer(settings), port)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
+import redis.exceptions as rx
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from rtindex.consumers.dlq import DeadLetter, DeadLetterQueue
@@ -31,6 +32,8 @@ from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.retry import Interrupted, retry_transient
 from rtindex.indexer.connection import connect
 from rtindex.indexer.events import InvalidEvent
+from rtindex.ops.board import StatusBoard
+from rtindex.ops.consumer_metrics import ConsumerMetrics, lag_of
 from rtindex.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,23 @@ class ConsumerTotals:
     dlq_reasons: Counter[str] = field(default_factory=Counter)
     commit_failures: int = 0
     redis_retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What ``apply_events`` did: counts by outcome, and the ``ts`` of each applied event
+    (freshness is measured from it)."""
+
+    counts: Counter[str]
+    applied_ts: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    counts: Counter[str]
+    freshness_ms: list[float]
+    apply_s: float
+    dead: Counter[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +124,11 @@ class PipelinedConsumer(Generic[E]):
             ),
         )
         self.dlq = DeadLetterQueue(settings, group)
+        self.metrics = ConsumerMetrics(self.kind, topic, group, settings.ops.window_s)
+        self.board = StatusBoard(self.redis, settings.redis.namespace, settings.ops.report_ttl_s)
+        self._next_report = 0.0
+        self._last_ts: dict[TopicPartition, int] = {}  # last committed record's timestamp
+        self._report_failing = False
 
     # -- hooks ------------------------------------------------------------------------
     def ensure_layout(self) -> None:
@@ -113,8 +138,8 @@ class PipelinedConsumer(Generic[E]):
         """CPU work that needs no Redis state; runs while the previous batch applies."""
         raise NotImplementedError
 
-    def apply_events(self, batch: Prepared[E]) -> Counter[str]:
-        """Write the valid events to Redis; the counts by outcome (and freshness)."""
+    def apply_events(self, batch: Prepared[E]) -> Applied:
+        """Write the valid events to Redis; the counts by outcome and the applied ts."""
         raise NotImplementedError
 
     def on_assigned(self, partitions: set[TopicPartition], stop: threading.Event) -> None:
@@ -124,28 +149,40 @@ class PipelinedConsumer(Generic[E]):
     def _retry(self, fn: Callable[[], Any], stop: threading.Event, what: str) -> Any:
         def counted(_e: BaseException) -> None:
             self.totals.redis_retries += 1
+            self.metrics.retried()
 
         r = self.settings.redis
         return retry_transient(
             fn, stop, what=what, initial_s=r.retry_initial_s, max_s=r.retry_max_s, on_retry=counted
         )
 
-    def apply(self, batch: Prepared[E], stop: threading.Event) -> Counter[str]:
+    def apply(self, batch: Prepared[E], stop: threading.Event) -> BatchResult:
         """DLQ first, then Redis. Does not commit."""
+        t0 = time.perf_counter()
+        dead = Counter(d.reason for d in batch.dead)
         if batch.dead:
             self._retry(lambda: self.dlq.send_all(batch.dead), stop, "publishing to the DLQ")
-            for d in batch.dead:
-                self.totals.dlq_reasons[d.reason] += 1
-        counts: Counter[str] = Counter(invalid=len(batch.dead))
-        if batch.events:
-            counts.update(
-                self._retry(lambda: self.apply_events(batch), stop, "writing the batch to Redis")
+            self.totals.dlq_reasons.update(dead)
+            # The tally /stats shows; at least once, like the DLQ itself.
+            self._retry(
+                lambda: self.board.count_dead_letters(self.topic, dead),
+                stop,
+                "counting dead letters",
             )
-        return counts
+        counts: Counter[str] = Counter(invalid=len(batch.dead))
+        fresh: list[float] = []
+        if batch.events:
+            applied: Applied = self._retry(
+                lambda: self.apply_events(batch), stop, "writing the batch to Redis"
+            )
+            counts.update(applied.counts)
+            now_ms = time.time() * 1000  # visible to queries from now on
+            fresh = [now_ms - ts for ts in applied.applied_ts]
+        return BatchResult(counts, fresh, time.perf_counter() - t0, dead)
 
     def process(self, records: list[Any], stop: threading.Event) -> Counter[str]:
         """Prepare and apply one batch in this thread. Does not commit."""
-        return self.apply(self.prepare(records), stop)
+        return self.apply(self.prepare(records), stop).counts
 
     def commit(self, records: list[Any], stop: threading.Event) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -160,6 +197,7 @@ class PipelinedConsumer(Generic[E]):
             # A rebalance took the partitions away: their new owner gets the batch again,
             # and applying it again changes nothing. Count it; do not crash.
             self.totals.commit_failures += 1
+            self.metrics.commit_failed()
             log.warning(
                 "offset commit refused after a rebalance (%s); the batch will be redelivered", e
             )
@@ -178,7 +216,7 @@ class PipelinedConsumer(Generic[E]):
             self._retry(self.ensure_layout, stop, "checking the Redis layout")
         except Interrupted:
             return
-        inflight: tuple[Prepared[E], Future[Counter[str]], float] | None = None
+        inflight: tuple[Prepared[E], Future[BatchResult]] | None = None
         assigned: set[TopicPartition] = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtindex-writer") as writer:
             try:
@@ -199,10 +237,10 @@ class PipelinedConsumer(Generic[E]):
                         self.on_assigned(now_assigned - assigned, stop)
                     assigned = now_assigned
                     if batch is not None:
-                        started = time.perf_counter()
-                        inflight = (batch, writer.submit(self.apply, batch, stop), started)
+                        inflight = (batch, writer.submit(self.apply, batch, stop))
                     elif stop.is_set():
                         return
+                    self._maybe_report(assigned, inflight[0] if inflight else None)
             except Interrupted as e:
                 log.warning(
                     "stopping during an outage (%s): batch not committed, it will be redelivered",
@@ -210,43 +248,94 @@ class PipelinedConsumer(Generic[E]):
                 )
 
     def _finish(
-        self,
-        batch: Prepared[E],
-        applied: Future[Counter[str]],
-        started: float,
-        stop: threading.Event,
+        self, batch: Prepared[E], applied: Future[BatchResult], stop: threading.Event
     ) -> None:
-        counts = applied.result()  # re-raises the writer's exception, Interrupted included
+        result = applied.result()  # re-raises the writer's exception, Interrupted included
         failpoint("after_apply_before_commit")
         self.commit(batch.records, stop)
+        counts = result.counts
         self.totals.batches += 1
         for name in self.outcomes:
             self.totals.events[name] += counts.get(name, 0)
+        for r in batch.records:
+            self._last_ts[TopicPartition(r.topic, r.partition)] = r.timestamp
+        self.metrics.batch_done(
+            {name: counts.get(name, 0) for name in self.outcomes},
+            len(batch.records),
+            result.apply_s,
+            result.freshness_ms,
+            result.dead,
+        )
+        fresh = sorted(result.freshness_ms)
         log.info(
             "%s batch: %d records, %s, freshness p50 %s ms max %s ms, %.1f ms",
             self.kind,
             len(batch.records),
             ", ".join(f"{name} {counts.get(name, 0)}" for name in self.outcomes),
-            counts.get("freshness_p50_ms", "-"),
-            counts.get("freshness_max_ms", "-"),
-            (time.perf_counter() - started) * 1e3,
+            int(fresh[len(fresh) // 2]) if fresh else "-",
+            int(fresh[-1]) if fresh else "-",
+            result.apply_s * 1e3,
         )
 
+    # -- status -----------------------------------------------------------------------
+    def lags(
+        self, assigned: set[TopicPartition], pending: Prepared[E] | None
+    ) -> dict[int, tuple[int | None, float | None]]:
+        """Partition -> (messages, seconds) behind, from the fetch highwater marks, the
+        batch in flight and the consumer's position."""
+        oldest: dict[TopicPartition, Any] = {}
+        for r in pending.records if pending is not None else ():
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in oldest or r.offset < oldest[tp].offset:
+                oldest[tp] = r
+        now_ms = int(time.time() * 1000)
+        out: dict[int, tuple[int | None, float | None]] = {}
+        for tp in assigned:
+            first = oldest.get(tp)
+            next_offset = first.offset if first is not None else self._position(tp)
+            out[tp.partition] = lag_of(
+                self.consumer.highwater(tp),
+                next_offset,
+                first.timestamp if first is not None else None,
+                self._last_ts.get(tp),
+                now_ms,
+            )
+        return out
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        try:
+            return int(self.consumer.position(tp, timeout_ms=0))
+        except (KafkaError, TypeError, ValueError):
+            return None  # not known yet (no offset fetched for it): lag unknown
+
+    def _maybe_report(self, assigned: set[TopicPartition], pending: Prepared[E] | None) -> None:
+        """About every ``ops.report_interval_s``: update the lag gauges and write this
+        member's status report to Redis (a failure is counted and logged, not raised:
+        the index is what matters, and the next report comes a second later)."""
+        now = time.time()
+        if now < self._next_report:
+            return
+        self._next_report = now + self.settings.ops.report_interval_s
+        self.metrics.set_lag(self.lags(assigned, pending))
+        try:
+            self.board.publish(self.metrics.report(now))
+        except rx.RedisError as e:
+            if not self._report_failing:
+                log.warning("%s consumer: status report not written: %s", self.kind, e)
+            self._report_failing = True
+            return
+        if self._report_failing:
+            log.info("%s consumer: status reports written again", self.kind)
+        self._report_failing = False
+
     def close(self) -> None:
+        try:
+            self.board.withdraw(self.metrics.member)
+        except rx.RedisError as e:
+            log.warning("%s consumer: status report not withdrawn (it expires): %s", self.kind, e)
         self.consumer.close(autocommit=False)
         self.dlq.close()
         self.redis.close()
-
-
-def freshness(applied_ts: list[int]) -> Counter[str]:
-    """p50 and max of (now - event ts) over the applied events, for the batch log line."""
-    out: Counter[str] = Counter()
-    if applied_ts:
-        now = time.time() * 1000
-        lag = sorted(now - t for t in applied_ts)
-        out["freshness_p50_ms"] = int(lag[len(lag) // 2])
-        out["freshness_max_ms"] = int(lag[-1])
-    return out
 
 
 def install_stop_signals(stop: threading.Event) -> None:
@@ -258,10 +347,11 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_consumer(consumer: PipelinedConsumer[Any]) -> int:
-    """Run until SIGTERM/SIGINT, then finish the batch, commit and close."""
+def run_consumer(consumer: PipelinedConsumer[Any], metrics_port: int) -> int:
+    """Serve /metrics; run until SIGTERM/SIGINT, then finish the batch, commit and close."""
     stop = threading.Event()
     install_stop_signals(stop)
+    consumer.metrics.serve(consumer.settings.ops.metrics_host, metrics_port)
     try:
         consumer.run(stop)
     finally:

@@ -8,11 +8,17 @@ from typing import Any
 import orjson
 import redis
 
+from rtindex.indexer.keys import OpsKeys
+
 
 def dump_namespace(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
-    """Key -> canonical value (strings as bytes, hashes and sets sorted, zsets as pairs)."""
+    """Key -> canonical value (strings as bytes, hashes and sets sorted, zsets as pairs).
+    Operational keys (status reports, the DLQ tally) are not index state: left out."""
     out: dict[bytes, Any] = {}
+    ops = OpsKeys(namespace).prefix.encode()
     for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        if key.startswith(ops):
+            continue
         kind = client.type(key)
         if kind == b"string":
             out[key] = client.get(key)

@@ -48,6 +48,8 @@ no rescan is ever needed and nothing overflows.
 Geo fields are two numeric doc-value columns, ``<f>.lat`` and ``<f>.lon``.
 Docnums are allocated per shard, never reused; an update keeps the docnum, so only the
 changed terms are written. Global: ``<ns>:meta`` (layout version, shards, schema).
+Operational, not index state: ``<ns>:ops:consumers`` (consumer status reports) and
+``<ns>:ops:dlq`` (dead letters by topic and reason); see :class:`OpsKeys`.
 """
 
 from __future__ import annotations
@@ -166,3 +168,25 @@ class BehaviorKeys:
     def offset_fields(topic: str, partition: int) -> tuple[str, str]:
         """The ``bs`` fields of a partition's last applied offset and its record's hash."""
         return f"o:{topic}:{partition}", f"f:{topic}:{partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class OpsKeys:
+    """Operational keys (``<ns>:ops:``): consumer status reports and the DLQ tally. Not
+    index state: canonical dumps leave them out, and losing them loses no data."""
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}:ops:"
+
+    @property
+    def consumers(self) -> str:
+        """hash: consumer member -> its latest status report (JSON, with ``at_ms``)."""
+        return self.prefix + "consumers"
+
+    @property
+    def dlq(self) -> str:
+        """hash: ``<topic>|<reason>`` -> messages dead-lettered (at least once, like the DLQ)."""
+        return self.prefix + "dlq"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import time
+from pathlib import Path as FilePath
 from types import FrameType
 from typing import Annotated, Any
 
@@ -17,17 +17,11 @@ import orjson
 import redis.exceptions as rx
 import uvicorn
 from fastapi import FastAPI, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rtindex.query.observe import IndexCollector, Metrics, ObserveMiddleware
 from rtindex.query.recall import Recaller
 from rtindex.query.search import (
     MAX_K,
@@ -37,9 +31,11 @@ from rtindex.query.search import (
     Searcher,
     SearchRequest,
 )
+from rtindex.query.stats import OpsView
 from rtindex.settings import Settings
 
 log = logging.getLogger(__name__)
+DASHBOARD = FilePath(__file__).with_name("dashboard.html")
 
 _JSON = "application/json"
 
@@ -56,60 +52,6 @@ K = Annotated[int, Query(ge=0, le=MAX_K)]
 # Contract parameter name -> schema field, where they differ.
 _PARAM_ALIASES = {"tag": "tags"}
 _FIXED = {"q", "k", "offset", "op", "lat", "lon", "radius_km", "user_id"}
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.latency = Histogram(
-            "rtindex_query_seconds",
-            "Query service latency by endpoint",
-            ["endpoint"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
-        self.errors = Counter(
-            "rtindex_query_errors_total",
-            "Query service errors by endpoint and status",
-            ["endpoint", "status"],
-            registry=self.registry,
-        )
-        self.results = Histogram(
-            "rtindex_search_total_hits",
-            "Matching documents per search",
-            registry=self.registry,
-            buckets=(0, 1, 10, 100, 1000, 10_000, 100_000),
-        )
-
-
-class ObserveMiddleware:
-    """Latency and error counts per route, as plain ASGI: Starlette's
-    ``@app.middleware("http")`` costs about a millisecond a request."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        status = 500
-
-        async def observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed)
-        finally:
-            endpoint = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
-            if status >= 400:
-                self.metrics.errors.labels(endpoint, str(status)).inc()
 
 
 def _param(name: str, schema: dict[str, Any], what: str, required: bool = False) -> dict[str, Any]:
@@ -204,7 +146,9 @@ def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRe
 def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     searcher = searcher or Searcher.connect(settings)
     recaller = Recaller(searcher.client, settings)
-    metrics = Metrics()
+    metrics = Metrics(settings.ops.window_s)
+    ops = OpsView(searcher, recaller, settings)
+    metrics.registry.register(IndexCollector(ops.snapshot))
     app = FastAPI(
         title="rtindex query service",
         version="1",
@@ -237,7 +181,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return _unprocessable(f"{loc}: {err['msg']}" if loc else err["msg"])
         except ValueError as e:
             return _unprocessable(str(e))
-        metrics.results.observe(result["total"])
+        metrics.total_hits.observe(result["total"])
+        metrics.results.labels("/search").observe(len(result["hits"]))
         # orjson straight to bytes: FastAPI's jsonable_encoder costs ~0.4 ms a page.
         return Response(orjson.dumps(result), media_type="application/json")
 
@@ -254,19 +199,19 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     def recommend(user_id: Id, k: K = 20) -> Any:
         """Items for this user: i2i from their recent items, trending in the categories
         they prefer, global trending; each item names the channels that produced it."""
-        return Response(orjson.dumps(recaller.recommend(user_id, k)), media_type=_JSON)
+        return _items("/recommend", recaller.recommend(user_id, k))
 
     @app.get("/similar")
     def similar(item_id: Id, k: K = 20) -> Any:
         """Items people interact with together with this one (real-time co-occurrence)."""
-        return Response(orjson.dumps(recaller.similar(item_id, k)), media_type=_JSON)
+        return _items("/similar", recaller.similar(item_id, k))
 
     @app.get("/trending")
     def trending(
         k: K = 20, category: Annotated[str | None, Query(min_length=1, max_length=256)] = None
     ) -> Any:
         """Trending items (exponentially time-decayed), globally or in one category."""
-        return Response(orjson.dumps(recaller.trending(k, category)), media_type=_JSON)
+        return _items("/trending", recaller.trending(k, category))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -274,15 +219,32 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> Any:
+        """Ready when Redis answers and no consumer partition lags beyond
+        ``ops.ready_max_lag_messages`` / ``ops.ready_max_lag_s``: a replica whose index is
+        catching up should not get traffic."""
         try:
             searcher.client.ping()
+            reasons = ops.consumer_lag_reasons()
         except (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError) as e:
-            return JSONResponse({"status": "not ready", "reason": f"redis: {e}"}, status_code=503)
+            reasons = [f"redis: {e}"]
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return {"status": "ready"}
 
     @app.get("/stats")
-    def stats() -> dict[str, Any]:
-        return {"index": searcher.index_stats(), "behavior": recaller.behavior_stats()}
+    def stats() -> Any:
+        """Headline numbers (the dashboard's), the index, the consumers (lag per partition,
+        events/s, freshness p50/p99 over ``ops.window_s``), query latency, the DLQ."""
+        return Response(orjson.dumps(ops.stats(metrics.window)), media_type=_JSON)
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard() -> HTMLResponse:
+        """A live page of the headline numbers; everything it loads comes from here."""
+        return HTMLResponse(DASHBOARD.read_bytes())
+
+    def _items(endpoint: str, result: dict[str, Any]) -> Response:
+        metrics.results.labels(endpoint).observe(len(result["items"]))
+        return Response(orjson.dumps(result), media_type=_JSON)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -309,6 +271,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         port=settings.api.port if port is None else port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # None: uvicorn's loggers go through ours (rtindex.ops.logs), JSON lines included.
+        log_config=None,
     )
     server = _Server(config)
     server.run()

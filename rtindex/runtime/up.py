@@ -42,6 +42,7 @@ from rtindex.runtime.servers import (
     ManagedProcess,
     RedisServer,
     ServerStartError,
+    free_port,
     log_tail,
     port_in_use,
     redis_answers,
@@ -129,7 +130,7 @@ class Child:
             self.proc = None
 
 
-def _children(settings: Settings, api_port: int) -> list[Child]:
+def _children(settings: Settings, api_port: int, metrics_ports: tuple[int, int]) -> list[Child]:
     env = dict(os.environ)
     env.update(
         RTINDEX_KAFKA_BOOTSTRAP=settings.kafka.bootstrap,
@@ -137,11 +138,21 @@ def _children(settings: Settings, api_port: int) -> list[Child]:
         PYTHONUNBUFFERED="1",
     )
     py = [sys.executable, "-m", "rtindex"]
+    docs, behaviors = (["--metrics-port", str(p)] for p in metrics_ports)
     return [
-        Child("document consumer", [*py, "consume", "documents"], env),
-        Child("behavior consumer", [*py, "consume", "behaviors"], env),
+        Child("document consumer", [*py, "consume", "documents", *docs], env),
+        Child("behavior consumer", [*py, "consume", "behaviors", *behaviors], env),
         Child("query service", [*py, "serve", "--host", HOST, "--port", str(api_port)], env),
     ]
+
+
+def _metrics_ports(settings: Settings) -> tuple[int, int]:
+    """The settings' consumer metrics ports, or free ones where those are taken."""
+
+    def pick(port: int) -> int:
+        return port if port and not port_in_use(port, HOST) else free_port()
+
+    return pick(settings.ops.metrics_port_documents), pick(settings.ops.metrics_port_behaviors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,8 +218,10 @@ class DemoLoader(threading.Thread):
 
 
 def _api_ready(api_port: int) -> bool:
+    # /healthz, not /readyz: while the demo corpus is being indexed the consumers lag and
+    # /readyz rightly answers 503, but the operator can already use the service.
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{api_port}/readyz", timeout=0.5) as r:
+        with urllib.request.urlopen(f"http://{HOST}:{api_port}/healthz", timeout=0.5) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, OSError):
         return False  # not listening yet, or not ready (readyz answers 503)
@@ -298,7 +311,8 @@ def run_up(
             return 0
 
         # -- children --------------------------------------------------------------------
-        children = _children(settings, api_port)
+        metrics_ports = _metrics_ports(settings)
+        children = _children(settings, api_port, metrics_ports)
         for child in children:
             child.start()
         if demo:
@@ -308,7 +322,9 @@ def run_up(
             else:
                 demo_loader = DemoLoader(settings, data_dir, demo_limit, stop)
                 demo_loader.start()
-        return _supervise(children, [s for s in (kafka, redis_server) if s], api_port, stop)
+        return _supervise(
+            children, [s for s in (kafka, redis_server) if s], api_port, metrics_ports, stop
+        )
     except (ServerStartError, KafkaError, redis.RedisError) as e:
         print(f"rtindex up: {e}", file=sys.stderr)
         return 1
@@ -334,6 +350,7 @@ def _supervise(
     children: list[Child],
     servers: list[KafkaServer | RedisServer],
     api_port: int,
+    metrics_ports: tuple[int, int],
     stop: threading.Event,
 ) -> int:
     """Keep the children running until a signal; a dead embedded server ends the run (code 1)."""
@@ -362,6 +379,11 @@ def _supervise(
             _say(f"             {base}/search?q={quote(EXAMPLE_QUERY)}&k=5")
             _say(f"  behaviors  rtindex produce behaviors FILE, then {base}/similar?item_id=…,")
             _say(f"             {base}/recommend?user_id=…, {base}/trending")
+            _say(f"  dashboard  {base}/dashboard  (numbers as JSON: {base}/stats)")
+            _say(
+                f"  metrics    {base}/metrics, consumers http://{HOST}:{metrics_ports[0]}/metrics"
+                f" and http://{HOST}:{metrics_ports[1]}/metrics"
+            )
             _say("  Ctrl-C to stop.")
     log.info("stopping")
     return 0

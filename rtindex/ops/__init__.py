@@ -1,0 +1,1 @@
+"""Operations: metrics, rolling statistics, consumer status reports, structured logs."""
