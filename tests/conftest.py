@@ -7,18 +7,24 @@ namespace, topic names and consumer groups, so tests never see each other's data
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
+import uvicorn
 
-from rtindex.runtime.servers import KafkaServer, RedisServer
+from rtindex.consumers.topics import ensure_topics
+from rtindex.query.server import create_app
+from rtindex.runtime.servers import KafkaServer, RedisServer, free_port
 from rtindex.settings import Settings
 
 # Make `from helpers import wait_until` work from every test directory.
 sys.path.insert(0, str(Path(__file__).parent))
+from helpers import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +70,25 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    ensure_topics(settings, partitions=3)
+    return settings
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[httpx.Client]:
+    """The query service on a free loopback port, over real HTTP."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    t = threading.Thread(target=server.run, name="query-service", daemon=True)
+    t.start()
+    wait_until(lambda: server.started, timeout=20, message="query service did not start")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        yield client
+    server.should_exit = True
+    t.join(timeout=10)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 def wait_until(
@@ -29,3 +32,22 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:.1f} s: {text}")
         time.sleep(interval)
+
+
+@contextmanager
+def running(c: C) -> Iterator[C]:
+    """Run a consumer (a ``PipelinedConsumer``) in a thread until the block ends; then it
+    must stop cleanly."""
+    consumer: Any = c
+    stop = threading.Event()
+    t = threading.Thread(
+        target=consumer.run, args=(stop,), name=f"{consumer.kind}-consumer", daemon=True
+    )
+    t.start()
+    try:
+        yield c
+    finally:
+        stop.set()
+        t.join(timeout=30)
+        consumer.close()
+        assert not t.is_alive(), "the consumer did not stop"

@@ -46,6 +46,7 @@ def fingerprint(value: bytes | None) -> str:
 
 class BehaviorConsumer(PipelinedConsumer[Located]):
     kind = "behavior"
+    stream = "behaviors"
     outcomes = ("applied", "duplicate", "redelivered", "invalid")
 
     def __init__(self, settings: Settings, *, group: str | None = None) -> None:

@@ -34,6 +34,7 @@ def decode_batch(records: list[Any], settings: Settings) -> tuple[list[Event], l
 
 class DocumentConsumer(PipelinedConsumer[Event]):
     kind = "document"
+    stream = "documents"
     outcomes = ("applied", "stale", "duplicate", "invalid")
 
     def __init__(self, settings: Settings, *, group: str | None = None) -> None:

@@ -98,7 +98,8 @@ def decode_records(
 class PipelinedConsumer(Generic[E]):
     """One consumer of ``topic`` in ``group``; subclasses implement the three hooks."""
 
-    kind = "events"
+    kind = "events"  # in log lines: "document batch: ..."
+    stream = "events"  # in status reports and /stats: "documents", "behaviors"
     outcomes: tuple[str, ...] = ("applied", "invalid")
 
     def __init__(self, settings: Settings, topic: str, group: str) -> None:
@@ -125,7 +126,7 @@ class PipelinedConsumer(Generic[E]):
             ),
         )
         self.dlq = DeadLetterQueue(settings, group)
-        self.metrics = ConsumerMetrics(self.kind, topic, group, settings.ops.window_s)
+        self.metrics = ConsumerMetrics(self.stream, topic, group, settings.ops.window_s)
         self.board = StatusBoard(self.redis, settings.redis.namespace, settings.ops.report_ttl_s)
         self._next_report = 0.0
         self._last_ts: dict[TopicPartition, int] = {}  # last committed record's timestamp
@@ -276,14 +277,26 @@ class PipelinedConsumer(Generic[E]):
             result.dead,
         )
         fresh = sorted(result.freshness_ms)
+        p50 = int(fresh[len(fresh) // 2]) if fresh else None
+        worst = int(fresh[-1]) if fresh else None
+        outcomes = {name: counts.get(name, 0) for name in self.outcomes}
         log.info(
             "%s batch: %d records, %s, freshness p50 %s ms max %s ms, %.1f ms",
             self.kind,
             len(batch.records),
-            ", ".join(f"{name} {counts.get(name, 0)}" for name in self.outcomes),
-            int(fresh[len(fresh) // 2]) if fresh else "-",
-            int(fresh[-1]) if fresh else "-",
+            ", ".join(f"{name} {n}" for name, n in outcomes.items()),
+            "-" if p50 is None else p50,
+            "-" if worst is None else worst,
             result.apply_s * 1e3,
+            # The same figures as fields, for JSON logs (log_format = "json").
+            extra={
+                "topic": self.topic,
+                "records": len(batch.records),
+                "outcomes": outcomes,
+                "freshness_p50_ms": p50,
+                "freshness_max_ms": worst,
+                "apply_ms": round(result.apply_s * 1e3, 3),
+            },
         )
 
     # -- status -----------------------------------------------------------------------

@@ -28,14 +28,14 @@ APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 5000)
 
 
-def member_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def member_id(kind: str) -> str:
+    return f"{kind}@{socket.gethostname()}:{os.getpid()}"
 
 
 class ConsumerMetrics:
     def __init__(self, kind: str, topic: str, group: str, window_s: float) -> None:
         self.kind, self.topic, self.group = kind, topic, group
-        self.member = member_id()
+        self.member = member_id(kind)
         self.registry = r = CollectorRegistry()
         self.events = PromCounter(
             "rtindex_consumer_events_total",

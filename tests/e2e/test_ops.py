@@ -1,0 +1,218 @@
+"""Operations end to end: /stats, /readyz, /metrics and logs from real consumers.
+
+Consumers run against the real broker and Redis; their status reports reach the query
+service through Redis, and their own /metrics endpoints are scraped over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from helpers import wait_until
+from processes import consumer_process, publish
+
+from rtindex.consumers.behaviors import BehaviorConsumer
+from rtindex.consumers.documents import DocumentConsumer
+from rtindex.settings import Settings
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Quick reports, and a readiness limit a test can cross with a few dozen messages.
+    return settings.with_overrides(
+        {
+            "ops": {
+                "report_interval_s": 0.2,
+                "report_ttl_s": 5,
+                "ready_max_lag_messages": 10,
+                "ready_max_lag_s": None,
+            }
+        }
+    )
+
+
+def doc(i: int, **extra: Any) -> bytes:
+    body = {"title": f"标题 {i} report", "body": "实时 索引 freshness", "category": "c"}
+    event = {"op": "upsert", "id": f"d{i}", "version": 1, "ts": int(time.time() * 1000)}
+    return json.dumps({**event, "doc": body, **extra}).encode()
+
+
+def click(i: int) -> bytes:
+    event = {"event_id": f"e{i}", "user_id": f"u{i % 4}", "item_id": f"d{i % 7}"}
+    return json.dumps({**event, "action": "click", "ts": int(time.time() * 1000)}).encode()
+
+
+def stats(api: httpx.Client) -> dict[str, Any]:
+    r = api.get("/stats")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one series in Prometheus text exposition."""
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        m = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if m is None or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(3))
+    return None
+
+
+def test_stats_and_metrics_follow_the_stream(
+    topics: Settings,
+    consumer: DocumentConsumer,
+    behavior_consumer: BehaviorConsumer,
+    api: httpx.Client,
+) -> None:
+    k = topics.kafka
+    publish(topics, k.documents_topic, [doc(i) for i in range(30)] + [b"{not json", b"\xff"] * 2)
+    publish(topics, k.behaviors_topic, [click(i) for i in range(20)], key_field="user_id")
+    for q in ("标题", "report", "索引"):
+        assert api.get("/search", params={"q": q}).status_code == 200
+    assert api.get("/search", params={"q": ""}).status_code == 422
+
+    def settled() -> dict[str, Any] | None:
+        # Done when both consumers' reports (written after each commit) count everything.
+        s = stats(api)
+        c = s["consumers"]
+        if "documents" not in c or "behaviors" not in c:
+            return None
+        docs, clicks = c["documents"]["totals"], c["behaviors"]["totals"]
+        if sum(docs.values()) < 34 or sum(clicks.values()) < 20 or s["headline"]["lag_messages"]:
+            return None
+        return s
+
+    s = wait_until(settled, timeout=60, interval=0.2, message=lambda: str(stats(api)))
+    h = s["headline"]
+    assert (h["documents"], h["users"], h["items"], h["dlq_total"]) == (30, 4, 7, 4)
+    assert s["dlq"]["reasons"] == {"not_json": 2, "not_utf8": 2}
+    assert h["documents_events_per_s"] > 0 and h["behaviors_events_per_s"] > 0
+    assert h["events_per_s"] == pytest.approx(
+        h["documents_events_per_s"] + h["behaviors_events_per_s"], abs=1e-3
+    )
+    assert h["freshness_p50_ms"] is not None and h["freshness_p99_ms"] is not None
+    assert 0 <= h["freshness_p50_ms"] <= h["freshness_p99_ms"] < 60_000
+    assert h["redis_memory_bytes"] > 0 and h["postings"] > 0
+    docs = s["consumers"]["documents"]
+    assert docs["members"] == 1 and docs["topic"] == k.documents_topic
+    assert docs["totals"]["applied"] == 30 and docs["totals"]["invalid"] == 4
+    assert sorted(p["partition"] for p in docs["partitions"]) == [0, 1, 2]
+    assert all(p["lag_messages"] == 0 for p in docs["partitions"])
+    assert s["ready"] == {"ready": True, "reasons": []}
+    # Only query traffic counts: three searches and a 422, not the /stats polling.
+    search = s["query"]["endpoints"]["/search"]
+    assert search["requests"] == 4 and search["errors"] == 0
+    assert "/stats" not in s["query"]["endpoints"]
+    assert h["query_p50_ms"] is not None and h["query_p50_ms"] <= h["query_p99_ms"]
+
+    # The consumer's own Prometheus endpoint.
+    port = consumer.metrics.serve("127.0.0.1", 0)
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    t = k.documents_topic
+    assert sample(text, "rtindex_consumer_events_total", topic=t, outcome="applied") == 30
+    assert sample(text, "rtindex_consumer_events_total", topic=t, outcome="invalid") == 4
+    assert sample(text, "rtindex_consumer_dlq_total", topic=t, reason="not_utf8") == 2
+    assert sample(text, "rtindex_consumer_freshness_seconds_count", topic=t) == 30
+    for p in ("0", "1", "2"):
+        assert sample(text, "rtindex_consumer_lag_messages", topic=t, partition=p) == 0
+    assert (sample(text, "rtindex_consumer_batches_total", topic=t) or 0) >= 1
+
+    # The query service's: index gauges read from Redis, and its own latency.
+    text = api.get("/metrics").text
+    assert sample(text, "rtindex_index_documents") == 30
+    assert sample(text, "rtindex_behavior_users") == 4
+    assert sample(text, "rtindex_redis_up") == 1
+    assert sample(text, "rtindex_dlq_messages_total", topic=t, reason="not_json") == 2
+    assert sample(text, "rtindex_query_seconds_count", endpoint="/search") == 4
+    assert sample(text, "rtindex_query_errors_total", endpoint="/search", status="422") == 1
+
+
+def test_readyz_waits_for_the_consumers_to_catch_up(
+    topics: Settings, consumer: DocumentConsumer, api: httpx.Client
+) -> None:
+    def consumers_reporting() -> bool:
+        docs = stats(api)["consumers"].get("documents")
+        return docs is not None and len(docs["partitions"]) == 3
+
+    wait_until(consumers_reporting, timeout=30, message=lambda: str(stats(api)))
+    assert api.get("/readyz").status_code == 200
+
+    # Hold the consumer's writes: the messages are polled but cannot be applied.
+    gate = threading.Event()
+    apply_events = consumer.apply_events
+
+    def held(batch: Any) -> Any:
+        assert gate.wait(60), "the test never opened the gate"
+        return apply_events(batch)
+
+    consumer.apply_events = held  # type: ignore[method-assign]
+    try:
+        publish(topics, topics.kafka.documents_topic, [doc(i) for i in range(90)])
+
+        def not_ready() -> httpx.Response | None:
+            r = api.get("/readyz")
+            return r if r.status_code == 503 else None
+
+        r = wait_until(not_ready, timeout=30, interval=0.1, message="/readyz stayed ready")
+        reasons = r.json()["reasons"]
+        assert reasons and all("messages behind (limit 10)" in x for x in reasons), reasons
+        h = stats(api)["headline"]
+        assert h["lag_messages"] > 10 and h["lag_seconds"] is not None
+        assert stats(api)["ready"]["ready"] is False
+    finally:
+        gate.set()
+    wait_until(lambda: api.get("/readyz").status_code == 200, timeout=30, interval=0.1)
+    assert stats(api)["headline"]["documents"] == 90
+
+
+def test_readyz_is_not_ready_without_redis(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from rtindex.query.server import create_app
+
+    down = settings.with_overrides({"redis": {"url": "redis://127.0.0.1:1/0"}})
+    with TestClient(create_app(down)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["reasons"][0].startswith("redis:")
+        assert client.get("/healthz").status_code == 200
+        metrics = client.get("/metrics").text
+        assert sample(metrics, "rtindex_redis_up") == 0
+
+
+def test_json_logs_one_line_per_batch(topics: Settings) -> None:
+    n = 120
+    ends = publish(topics, topics.kafka.documents_topic, [doc(i) for i in range(n)])
+    proc = consumer_process(
+        topics,
+        topics.redis.namespace,
+        topics.kafka.documents_group,
+        env_extra={"RTINDEX_LOG_FORMAT": "json", "RTINDEX_LOG_LEVEL": "INFO"},
+    )
+    try:
+        from processes import committed
+
+        wait_until(lambda: committed(topics, topics.kafka.documents_group) == ends, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in err.decode().splitlines()]  # every line is JSON
+    batches = [x for x in lines if x["msg"].startswith("document batch:")]
+    assert sum(b["records"] for b in batches) == n
+    assert sum(b["outcomes"]["applied"] for b in batches) == n
+    assert all(b["level"] == "INFO" and b["topic"] == topics.kafka.documents_topic for b in batches)
+    # Per batch, never per event: at most max_batch (40) records a line.
+    info = [x for x in lines if x["level"] == "INFO"]
+    assert len(batches) <= n / 10 and len(info) < n / 4, [x["msg"] for x in info]
