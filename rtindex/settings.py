@@ -106,6 +106,14 @@ class RedisSettings(BaseModel):
     # Backoff for transient Redis errors: the consumer waits and retries, never commits.
     retry_initial_s: float = Field(default=0.05, gt=0)
     retry_max_s: float = Field(default=2.0, gt=0)
+    # TLS (rediss:// URLs): the CA that signed the server's certificate (None: the
+    # system's trust store), and a client certificate and key where the server asks for
+    # one (tls-auth-clients). Passwords and ACL users go in the URL:
+    # rediss://user:password@host:6380/0.
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_check_hostname: bool = True
 
     @field_validator("url")
     @classmethod
@@ -221,8 +229,12 @@ class BehaviorSettings(BaseModel):
 
 class ApiSettings(BaseModel):
     model_config = _FROZEN
+    # Loopback by default: exposing the service is a decision (compose sets 0.0.0.0).
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # When set, every call but /healthz and /readyz needs "Authorization: Bearer <token>"
+    # (RTINDEX_API__TOKEN). Prometheus sends it with the scrape config's `authorization`.
+    token: str | None = Field(default=None, min_length=16, max_length=4096, repr=False)
 
 
 class OpsSettings(BaseModel):

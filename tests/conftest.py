@@ -7,7 +7,6 @@ namespace, topic names and consumer groups, so tests never see each other's data
 from __future__ import annotations
 
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from rtindex.consumers.topics import ensure_topics
 from rtindex.query.server import create_app
-from rtindex.runtime.servers import KafkaServer, RedisServer, free_port
+from rtindex.runtime.servers import KafkaServer, RedisServer
 from rtindex.settings import Settings
 
 # Make `from helpers import wait_until` work from every test directory.
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import wait_until
+from helpers import serving
 
 
 @pytest.fixture(scope="session")
@@ -81,14 +79,8 @@ def topics(settings: Settings) -> Settings:
 @pytest.fixture
 def api(settings: Settings) -> Iterator[httpx.Client]:
     """The query service on a free loopback port, over real HTTP."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    t = threading.Thread(target=server.run, name="query-service", daemon=True)
-    t.start()
-    wait_until(lambda: server.started, timeout=20, message="query service did not start")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        yield client
-    server.should_exit = True
-    t.join(timeout=10)
+    with (
+        serving(create_app(settings)) as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as c,
+    ):
+        yield c

@@ -51,3 +51,24 @@ def running(c: C) -> Iterator[C]:
         t.join(timeout=30)
         consumer.close()
         assert not t.is_alive(), "the consumer did not stop"
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    from rtindex.runtime.servers import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
+    t = threading.Thread(target=server.run, name="query-service", daemon=True)
+    t.start()
+    wait_until(lambda: server.started, timeout=20, message="query service did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        t.join(timeout=10)

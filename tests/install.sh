@@ -7,10 +7,12 @@ python -m pip install -q -e ".[dev]"
 # MovieLens-100K ships inside recbole; --no-deps, or pip would pull in torch.
 python -m pip install -q --no-deps "recbole==1.2.1"
 # The dashboard test drives Debian's Chromium (Playwright's own browser download cannot
-# work offline); the compose tests run promtool from Debian's prometheus package.
+# work offline); the compose tests run promtool from Debian's prometheus package; the
+# TLS test runs Debian's Redis (the Valkey wheel is built without TLS).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v promtool >/dev/null || missing+=(prometheus)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -18,6 +20,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     sudo="sudo"
   fi
   $sudo apt-get update -qq
+  # policy-rc.d answering 101: the packages' services (a Redis on 6379, a Prometheus on
+  # 9090) are not started; the tests run their own servers on free ports.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The prometheus package starts a server as a service where systemd runs; tests need only promtool.
 fi

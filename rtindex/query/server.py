@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, ValidationError
 
+from rtindex.query.auth import BearerTokenMiddleware
 from rtindex.query.observe import IndexCollector, Metrics, ObserveMiddleware
 from rtindex.query.recall import Recaller
 from rtindex.query.search import (
@@ -158,6 +159,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     )
     app.state.searcher = searcher
 
+    if settings.api.token is not None:
+        app.add_middleware(BearerTokenMiddleware, token=settings.api.token)
+    # Added last, so outermost: 401s are counted too.
     app.add_middleware(ObserveMiddleware, metrics=metrics)
 
     @app.exception_handler(rx.ConnectionError)

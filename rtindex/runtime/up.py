@@ -37,6 +37,7 @@ from kafka.errors import KafkaError
 
 from rtindex.consumers.publish import make_producer, publish_lines
 from rtindex.consumers.topics import ensure_topics
+from rtindex.indexer.connection import connect
 from rtindex.runtime.servers import (
     KafkaServer,
     ManagedProcess,
@@ -45,7 +46,6 @@ from rtindex.runtime.servers import (
     free_port,
     log_tail,
     port_in_use,
-    redis_answers,
 )
 from rtindex.settings import KafkaSettings, RedisSettings, Settings
 
@@ -72,6 +72,16 @@ def _redact(url: str) -> str:
     netloc = f"{parts.username or ''}:***@{parts.hostname}"
     netloc += f":{parts.port}" if parts.port else ""
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _existing_redis_answers(settings: Settings) -> bool:
+    client = connect(settings, pool_size=1, connect_timeout_s=5.0, timeout_s=5.0)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        return False
+    finally:
+        client.close()
 
 
 def _say(line: str) -> None:
@@ -299,7 +309,7 @@ def run_up(
                 f"  Redis      {redis_server.url}  (embedded Valkey, data in {data_dir / 'redis'})"
             )
         else:
-            if not redis_answers(settings.redis.url, timeout_s=5.0):
+            if not _existing_redis_answers(settings):
                 print(
                     f"rtindex up: no answer from Redis at {_redact(settings.redis.url)}",
                     file=sys.stderr,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from helpers import wait_until
+from helpers import serving, wait_until
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -31,6 +31,7 @@ from processes import publish
 
 from rtindex.consumers.behaviors import BehaviorConsumer
 from rtindex.consumers.documents import DocumentConsumer
+from rtindex.query.server import create_app
 from rtindex.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -367,3 +368,33 @@ def test_dashboard_renders_nulls_as_gaps(api: httpx.Client, dashboard: Dashboard
     assert page.get_attribute("#ready", "data-ready") == "false"
     assert "connection refused" in page.inner_text("#ready-detail")
     dashboard.assert_clean()
+
+
+def test_dashboard_with_a_bearer_token(browser: Browser, settings: Settings) -> None:
+    """With api.token set, the page asks for the token (or takes it from #token=…) and
+    sends it with every /stats call."""
+    token = "dashboard-token-" + "z" * 16
+    app = create_app(settings.with_overrides({"api": {"token": token}}))
+    with serving(app) as base_url, httpx.Client(base_url=base_url) as api:
+        # From the fragment: no 401 at all, and the token leaves the address bar.
+        d = Dashboard(browser, api)
+        try:
+            d.url += f"#token={token}"
+            d.open()
+            assert d.page.url.endswith("/dashboard")
+            assert d.values()["values"]["documents"]["value"] == "0"
+            d.assert_clean()
+        finally:
+            d.close()
+        # Typed in, after /stats answered 401.
+        d = Dashboard(browser, api)
+        try:
+            d.page.goto(d.url)
+            d.page.wait_for_selector("#auth:not([hidden])")
+            d.page.fill("#auth-token", token)
+            d.page.click("#auth button")
+            d.wait_state("live")
+            assert d.page.is_hidden("#auth")
+            assert d.errors == []
+        finally:
+            d.close()
