@@ -4,6 +4,7 @@ documents become searchable over HTTP; SIGTERM stops everything cleanly."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -101,6 +102,24 @@ def test_up_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         )
         assert proc.poll() is None, f"rtindex up exited early:\n{log_path.read_text()[-3000:]}"
         assert _search_total(api) > 0
+
+        # The operator's view: /stats counts the demo, the dashboard and every /metrics
+        # endpoint `rtindex up` printed answer.
+        def metrics_line() -> str | None:
+            lines = log_path.read_text().splitlines()
+            return next((x for x in lines if x.startswith("  metrics ")), None)
+
+        line = wait_until(metrics_line, timeout=60, message=lambda: log_path.read_text())
+        printed = log_path.read_text()
+        metrics_urls = re.findall(r"http://127\.0\.0\.1:\d+/metrics", line)
+        assert len(metrics_urls) == 3, line
+        for url in metrics_urls:
+            assert "rtindex_" in httpx.get(url, timeout=5).text, url
+        assert f"{api}/dashboard" in printed
+        assert httpx.get(f"{api}/dashboard").headers["content-type"].startswith("text/html")
+        stats = httpx.get(f"{api}/stats").json()
+        assert stats["headline"]["documents"] > 0
+        assert set(stats["consumers"]) == {"documents", "behaviors"}, stats["consumers"]
 
         children = _descendants(proc.pid)
         commands = " | ".join(_cmdline(pid) for pid in children)
