@@ -61,39 +61,45 @@ class DeadLetterQueue:
 
         Raises on a transient Kafka failure: the caller retries the batch and commits nothing.
         """
-        futures: list[tuple[DeadLetter, Any]] = [
-            (
-                x,
-                self.producer.send(
+        futures: list[tuple[DeadLetter, Any]] = []
+        for x in letters:
+            try:
+                fut = self.producer.send(
                     self.topic, key=x.key, value=x.value, headers=dlq_headers(x, self.group)
-                ),
-            )
-            for x in letters
-        ]
+                )
+            except MessageSizeTooLargeError:
+                # Over this producer's own max_request_size: refused before it is sent.
+                self._send_truncated(x)
+                continue
+            futures.append((x, fut))
         self.producer.flush()
         for letter, fut in futures:
             try:
                 fut.get(timeout=30)
             except MessageSizeTooLargeError:
-                # The broker will not take the original: keep a prefix and say so, rather
-                # than block the partition forever on one message.
-                log.warning(
-                    "DLQ refused %d bytes from %s/%d@%d; publishing a truncated copy",
-                    len(letter.value or b""),
-                    letter.topic,
-                    letter.partition,
-                    letter.offset,
-                )
-                headers = [
-                    *dlq_headers(letter, self.group),
-                    ("truncated_from", str(len(letter.value or b"")).encode()),
-                ]
-                self.producer.send(
-                    self.topic,
-                    key=(letter.key or b"")[:1024] or None,
-                    value=(letter.value or b"")[:_TRUNCATE_TO],
-                    headers=headers,
-                ).get(timeout=30)
+                # Over the broker's limit.
+                self._send_truncated(letter)
+
+    def _send_truncated(self, letter: DeadLetter) -> None:
+        """The original cannot be published: keep a prefix and say so, rather than block
+        the partition forever on one message."""
+        log.warning(
+            "DLQ refused %d bytes from %s/%d@%d; publishing a truncated copy",
+            len(letter.value or b""),
+            letter.topic,
+            letter.partition,
+            letter.offset,
+        )
+        headers = [
+            *dlq_headers(letter, self.group),
+            ("truncated_from", str(len(letter.value or b"")).encode()),
+        ]
+        self.producer.send(
+            self.topic,
+            key=(letter.key or b"")[:1024] or None,
+            value=(letter.value or b"")[:_TRUNCATE_TO],
+            headers=headers,
+        ).get(timeout=30)
 
     def close(self) -> None:
         self.producer.close(timeout=5)

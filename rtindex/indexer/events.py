@@ -28,12 +28,27 @@ from rtindex.settings import Action, IndexSchema
 
 MAX_VERSION = (1 << 63) - 1  # Kafka-style int64; larger values are rejected, not wrapped.
 MAX_TS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# Objects and arrays nested in ``doc`` (the doc itself is level 1). The stored JSON is
+# written with orjson, which refuses more than 254 levels: a deeper doc would fail at
+# apply time, after decoding, and stop the consumer on every redelivery.
+MAX_DOC_DEPTH = 64
+
+
+# Details quote the input (keys, values): bounded, so that a hostile message cannot make
+# its DLQ error header or a log line huge. 1,000 characters are at most 4,000 bytes,
+# under the DLQ's 4,096-byte cut of the header.
+MAX_DETAIL_CHARS = 1000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class InvalidEvent(ValueError):
     """A message that is not a valid event. ``reason`` is a stable, short code."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = _clip(detail, MAX_DETAIL_CHARS)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -144,8 +159,8 @@ def _first_error(e: ValidationError) -> str:
     errs = e.errors(include_url=False, include_input=False)
     parts = []
     for err in errs[:3]:
-        loc = ".".join(str(x) for x in err["loc"] if x not in ("event",))
-        parts.append(f"{loc or '(event)'}: {err['msg']}")
+        loc = ".".join(_clip(str(x), 64) for x in err["loc"] if x not in ("event",))
+        parts.append(f"{loc or '(event)'}: {_clip(err['msg'], 200)}")
     more = f" (+{len(errs) - 3} more)" if len(errs) > 3 else ""
     return "; ".join(parts) + more
 
@@ -162,6 +177,10 @@ def decode_document_event(
     except ValidationError as e:
         raise InvalidEvent("invalid_event", _first_error(e)) from None
     if not isinstance(event, DeleteEvent):
+        if _nests_deeper(event.doc, MAX_DOC_DEPTH):
+            raise InvalidEvent(
+                "schema_violation", f"doc nests objects and arrays over {MAX_DOC_DEPTH} levels"
+            )
         problem = check_doc_fields(event.doc, schema)
         if problem:
             raise InvalidEvent("schema_violation", problem)
@@ -186,6 +205,21 @@ def decode_behavior_event(
             "ts_in_future", f"ts {event.ts} is {event.ts - latest_ts} ms past the allowed skew"
         )
     return event
+
+
+def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels (``value`` is level 1)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for v in level
+            for child in (v.values() if isinstance(v, dict) else v)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 
 def check_doc_fields(doc: dict[str, Any], schema: IndexSchema) -> str | None:
