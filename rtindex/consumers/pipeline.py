@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import redis.exceptions as rx
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from rtindex.consumers.dlq import DeadLetter, DeadLetterQueue
@@ -196,7 +196,7 @@ class PipelinedConsumer(Generic[E]):
                 offsets[tp] = OffsetAndMetadata(nxt, "", -1)
         try:
             self._retry(lambda: self.consumer.commit(offsets), stop, "committing offsets")
-        except CommitFailedError as e:
+        except (CommitFailedError, RebalanceInProgressError) as e:
             # A rebalance took the partitions away: their new owner gets the batch again,
             # and applying it again changes nothing. Count it; do not crash.
             self.totals.commit_failures += 1

@@ -216,3 +216,35 @@ def test_json_logs_one_line_per_batch(topics: Settings) -> None:
     # Per batch, never per event: at most max_batch (40) records a line.
     info = [x for x in lines if x["level"] == "INFO"]
     assert len(batches) <= n / 10 and len(info) < n / 4, [x["msg"] for x in info]
+
+
+@pytest.mark.parametrize("error", ["CommitFailedError", "RebalanceInProgressError"])
+def test_a_commit_refused_by_a_rebalance_is_counted_not_fatal(topics: Settings, error: str) -> None:
+    """kafka-python refuses a commit during a rebalance with either error; the batch is
+    redelivered to the partition's new owner (and re-applying changes nothing), so the
+    consumer must carry on."""
+    from types import SimpleNamespace
+
+    import kafka.errors
+
+    c = DocumentConsumer(topics)
+    try:
+
+        def refuse(_offsets: Any) -> None:
+            raise getattr(kafka.errors, error)("a rebalance is in progress")
+
+        c.consumer.commit = refuse  # type: ignore[method-assign]
+        record = SimpleNamespace(topic=topics.kafka.documents_topic, partition=0, offset=7)
+        c.commit([record], threading.Event())
+        assert c.totals.commit_failures == 1
+        text = c.metrics.registry
+        from prometheus_client import generate_latest
+
+        failures = sample(
+            generate_latest(text).decode(),
+            "rtindex_consumer_commit_failures_total",
+            topic=topics.kafka.documents_topic,
+        )
+        assert failures == 1
+    finally:
+        c.close()
