@@ -35,9 +35,7 @@ class BearerTokenMiddleware:
                 ],
             }
         )
-        await send(
-            {"type": "http.response.body", "body": b'{"detail":"a bearer token is required"}'}
-        )
+        await send({"type": "http.response.body", "body": UNAUTHORIZED})
 
     def _allowed(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:

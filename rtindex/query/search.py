@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import redis
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.connection import connect
@@ -39,6 +39,7 @@ Preferences = dict[tuple[str, str], float]
 MAX_Q_CHARS = 1000
 MAX_K = 1000
 MAX_OFFSET = 10_000
+MAX_ID_BYTES = 512
 
 
 class GeoFilter(BaseModel):
@@ -62,6 +63,14 @@ class SearchRequest(BaseModel):
     geo: GeoFilter | None = None
     # Personalization: boost hits that match this user's preferences (behavior profile).
     user_id: str | None = Field(default=None, min_length=1, max_length=512)
+
+    @field_validator("user_id")
+    @classmethod
+    def _id_bytes(cls, v: str | None) -> str | None:
+        # The contract's limit on ids is in bytes, as every other endpoint checks it.
+        if v is not None and len(v.encode("utf-8", errors="replace")) > MAX_ID_BYTES:
+            raise ValueError(f"ids are at most {MAX_ID_BYTES} bytes of UTF-8")
+        return v
 
     @model_validator(mode="after")
     def _ranges(self) -> SearchRequest:

@@ -9,22 +9,28 @@ from __future__ import annotations
 import logging
 import math
 import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path as FilePath
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import orjson
+import redis
 import redis.exceptions as rx
 import uvicorn
 from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from rtindex.query.auth import BearerTokenMiddleware
 from rtindex.query.observe import IndexCollector, Metrics, ObserveMiddleware
 from rtindex.query.recall import Recaller
 from rtindex.query.search import (
+    MAX_ID_BYTES,
     MAX_K,
     MAX_OFFSET,
     MAX_Q_CHARS,
@@ -33,7 +39,7 @@ from rtindex.query.search import (
     SearchRequest,
 )
 from rtindex.query.stats import OpsView
-from rtindex.settings import Settings
+from rtindex.settings import IndexSchema, Settings
 
 log = logging.getLogger(__name__)
 DASHBOARD = FilePath(__file__).with_name("dashboard.html")
@@ -42,8 +48,8 @@ _JSON = "application/json"
 
 
 def _id_bytes(v: str) -> str:
-    if len(v.encode("utf-8", errors="replace")) > 512:
-        raise ValueError("ids are at most 512 bytes of UTF-8")
+    if len(v.encode("utf-8", errors="replace")) > MAX_ID_BYTES:
+        raise ValueError(f"ids are at most {MAX_ID_BYTES} bytes of UTF-8")
     return v
 
 
@@ -67,27 +73,132 @@ def _param(name: str, schema: dict[str, Any], what: str, required: bool = False)
 
 _NUMBER = {"type": "number"}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
-SEARCH_PARAMETERS = [
-    _param("q", {"type": "string", "minLength": 1, "maxLength": MAX_Q_CHARS}, "the query", True),
-    _param("k", {"type": "integer", "minimum": 0, "maximum": MAX_K, "default": 10}, "hits"),
-    _param(
-        "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "skip"
-    ),
-    _param("op", {"type": "string", "enum": ["or", "and"], "default": "or"}, "term logic"),
-    _param("category", _STRINGS, "keyword filter: any of these (other keyword fields too)"),
-    _param("city", _STRINGS, "keyword filter: any of these"),
-    _param("tag", _STRINGS, "keyword filter on tags: any of these"),
-    _param("price_min", _NUMBER, "range filter (any number field: <field>_min)"),
-    _param("price_max", _NUMBER, "range filter (any number field: <field>_max)"),
-    _param("lat", {"type": "number", "minimum": -90, "maximum": 90}, "geo filter centre"),
-    _param("lon", {"type": "number", "minimum": -180, "maximum": 180}, "geo filter centre"),
-    _param("radius_km", {"type": "number", "exclusiveMinimum": 0, "maximum": 20037.6}, "radius"),
-    _param(
-        "user_id",
-        {"type": "string", "minLength": 1, "maxLength": 512},
-        "personalize: boost hits matching this user's preferences",
-    ),
-]
+
+
+def search_parameters(schema: IndexSchema) -> list[dict[str, Any]]:
+    """``/search``'s query parameters for this index schema, for the OpenAPI document
+    (``build_request`` validates them; FastAPI does not see them)."""
+    aliases = {field: name for name, field in _PARAM_ALIASES.items()}
+    params = [
+        _param(
+            "q", {"type": "string", "minLength": 1, "maxLength": MAX_Q_CHARS}, "the query", True
+        ),
+        _param("k", {"type": "integer", "minimum": 0, "maximum": MAX_K, "default": 10}, "hits"),
+        _param(
+            "offset",
+            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+            "hits to skip",
+        ),
+        _param("op", {"type": "string", "enum": ["or", "and"], "default": "or"}, "term logic"),
+    ]
+    for field in schema.keyword:
+        params.append(
+            _param(aliases.get(field, field), _STRINGS, f"keyword filter on {field}: any of these")
+        )
+    for field in schema.number:
+        params.append(_param(f"{field}_min", _NUMBER, f"range filter: {field} at least this"))
+        params.append(_param(f"{field}_max", _NUMBER, f"range filter: {field} at most this"))
+    if schema.geo:
+        geo = schema.geo[0]
+        params += [
+            _param("lat", {"type": "number", "minimum": -90, "maximum": 90}, f"{geo} filter"),
+            _param("lon", {"type": "number", "minimum": -180, "maximum": 180}, f"{geo} filter"),
+            _param(
+                "radius_km",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 20037.6},
+                "with lat and lon (all three or none): the radius",
+            ),
+        ]
+    params.append(
+        _param(
+            "user_id",
+            {"type": "string", "minLength": 1, "maxLength": 512},
+            "personalize: boost hits matching this user's preferences (at most 512 bytes)",
+        )
+    )
+    return params
+
+
+# -- response bodies, for the OpenAPI document (handlers write JSON with orjson) ----------
+class Problem(BaseModel):
+    """Every 4xx and 5xx answer of the service."""
+
+    detail: str = Field(description="the reason, for a human")
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    doc: dict[str, Any] = Field(description="the stored document")
+
+
+class SearchResponse(BaseModel):
+    total: int = Field(description="documents matching the query and filters")
+    took_ms: float
+    hits: list[Hit] = Field(description="best first")
+
+
+class DocumentResponse(BaseModel):
+    id: str
+    version: int
+    doc: dict[str, Any]
+
+
+class Item(BaseModel):
+    id: str
+    score: float
+    sources: list[Literal["i2i", "preference", "trending"]]
+    doc: dict[str, Any] = Field(description="the stored document")
+
+
+class TrendingResponse(BaseModel):
+    took_ms: float
+    items: list[Item]
+
+
+class SimilarResponse(TrendingResponse):
+    item_id: str
+
+
+class RecommendResponse(TrendingResponse):
+    user_id: str
+
+
+class Alive(BaseModel):
+    status: Literal["alive"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
+class NotReady(BaseModel):
+    status: Literal["not ready"]
+    reasons: list[str]
+
+
+class StatsResponse(BaseModel):
+    """The dashboard's numbers; see ``rtindex.query.stats``."""
+
+    at_ms: int
+    window_s: float
+    headline: dict[str, Any]
+    ready: dict[str, Any]
+    index: dict[str, Any]
+    behavior: dict[str, Any]
+    consumers: dict[str, Any]
+    query: dict[str, Any]
+    dlq: dict[str, Any]
+    redis: dict[str, Any]
+
+
+def _problem(what: str) -> dict[str, Any]:
+    return {"model": Problem, "description": what}
+
+
+Responses = dict[int | str, dict[str, Any]]
+_BAD: Responses = {422: _problem("invalid parameters: the reason in detail")}
+_DOWN: Responses = {503: _problem("the index store (Redis) is unavailable")}
 
 
 def _number(name: str, raw: str) -> float:
@@ -102,6 +213,15 @@ def _number(name: str, raw: str) -> float:
 
 def _unprocessable(reason: str) -> JSONResponse:
     return JSONResponse({"detail": reason}, status_code=422)
+
+
+def _reason(errors: Sequence[Any]) -> str:
+    """Pydantic or FastAPI validation errors -> one line: "k: Input should be ..."."""
+    parts = []
+    for err in errors[:3]:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "path")]
+        parts.append(f"{'.'.join(loc)}: {err['msg']}" if loc else str(err["msg"]))
+    return "; ".join(parts) or "invalid parameters"
 
 
 def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRequest:
@@ -144,6 +264,27 @@ def build_request(params: list[tuple[str, str]], searcher: Searcher) -> SearchRe
     )
 
 
+def _threads_within(client: redis.Redis) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that caps the threads running handlers at the Redis pool's size.
+
+    Handlers are sync and run in anyio's thread pool (40 threads); each holds one pooled
+    connection at a time. A pool smaller than that (``connect``: 32) raises "Too many
+    connections" — answered 503 — when more requests run at once than it has
+    connections, so 50 concurrent callers would see errors. With at most as many
+    threads as connections, the surplus waits for a thread instead.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        limit = getattr(client.connection_pool, "max_connections", None)
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        if isinstance(limit, int) and 0 < limit < limiter.total_tokens:
+            limiter.total_tokens = limit
+        yield
+
+    return lifespan
+
+
 def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     searcher = searcher or Searcher.connect(settings)
     recaller = Recaller(searcher.client, settings)
@@ -156,6 +297,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=_threads_within(searcher.client),
     )
     app.state.searcher = searcher
 
@@ -171,7 +313,27 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         log.warning("Redis unavailable: %s", exc)
         return JSONResponse({"detail": "the index store is unavailable"}, status_code=503)
 
-    @app.get("/search", openapi_extra={"parameters": SEARCH_PARAMETERS})
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The contract's "422 with a reason", shaped as /search's: {"detail": "k: ..."}.
+        return _unprocessable(_reason(exc.errors()))
+
+    # 401 only when a token is configured, and never on the probes or the page.
+    auth: Responses = {}
+    if settings.api.token is not None:
+        auth[401] = {
+            "description": "a valid bearer token is required",
+            # Spelled out: on /metrics, "model" would be documented as text/plain.
+            "content": {_JSON: {"schema": Problem.model_json_schema()}},
+        }
+    reads: Responses = {**auth, **_BAD, **_DOWN}
+
+    @app.get(
+        "/search",
+        response_model=SearchResponse,
+        responses=reads,
+        openapi_extra={"parameters": search_parameters(searcher.schema)},
+    )
     def search(request: Request) -> Any:
         # Validated once, by build_request (parameters are documented in OpenAPI by hand:
         # typed FastAPI parameters would validate everything a second time, ~0.8 ms).
@@ -180,9 +342,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             prefs = recaller.preferences(req.user_id) if req.user_id else None
             result = searcher.search(req, prefs)
         except ValidationError as e:
-            err = e.errors(include_url=False, include_input=False)[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            return _unprocessable(f"{loc}: {err['msg']}" if loc else err["msg"])
+            return _unprocessable(_reason(e.errors(include_url=False, include_input=False)))
         except ValueError as e:
             return _unprocessable(str(e))
         metrics.total_hits.observe(result["total"])
@@ -190,38 +350,50 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         # orjson straight to bytes: FastAPI's jsonable_encoder costs ~0.4 ms a page.
         return Response(orjson.dumps(result), media_type="application/json")
 
-    @app.get("/docs/{doc_id}")
+    @app.get(
+        # :path: ids may contain "/" (any UTF-8 without control characters).
+        "/docs/{doc_id:path}",
+        response_model=DocumentResponse,
+        responses={**reads, 404: _problem("no live document with this id")},
+    )
     def get_document(doc_id: Annotated[str, Path(min_length=1, max_length=512)]) -> Any:
-        if len(doc_id.encode("utf-8", errors="replace")) > 512:
-            return _unprocessable("id must be at most 512 bytes")
+        try:
+            _id_bytes(doc_id)
+        except ValueError as e:
+            return _unprocessable(f"doc_id: {e}")
         doc = searcher.get_document(doc_id)
         if doc is None:
             return JSONResponse({"detail": f"no document {doc_id!r}"}, status_code=404)
-        return doc
+        return Response(orjson.dumps(doc), media_type=_JSON)
 
-    @app.get("/recommend")
+    @app.get("/recommend", response_model=RecommendResponse, responses=reads)
     def recommend(user_id: Id, k: K = 20) -> Any:
         """Items for this user: i2i from their recent items, trending in the categories
         they prefer, global trending; each item names the channels that produced it."""
         return _items("/recommend", recaller.recommend(user_id, k))
 
-    @app.get("/similar")
+    @app.get("/similar", response_model=SimilarResponse, responses=reads)
     def similar(item_id: Id, k: K = 20) -> Any:
         """Items people interact with together with this one (real-time co-occurrence)."""
         return _items("/similar", recaller.similar(item_id, k))
 
-    @app.get("/trending")
+    @app.get("/trending", response_model=TrendingResponse, responses=reads)
     def trending(
         k: K = 20, category: Annotated[str | None, Query(min_length=1, max_length=256)] = None
     ) -> Any:
         """Trending items (exponentially time-decayed), globally or in one category."""
         return _items("/trending", recaller.trending(k, category))
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=Alive)
+    async def healthz() -> Any:
+        # async: answered on the event loop, even while every handler thread is busy.
         return {"status": "alive"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        response_model=Ready,
+        responses={503: {"model": NotReady, "description": "not ready, and why"}},
+    )
     def readyz() -> Any:
         """Ready when Redis answers and no consumer partition lags beyond
         ``ops.ready_max_lag_messages`` / ``ops.ready_max_lag_s``: a replica whose index is
@@ -235,7 +407,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return {"status": "ready"}
 
-    @app.get("/stats")
+    @app.get("/stats", response_model=StatsResponse, responses={**auth, **_DOWN})
     def stats() -> Any:
         """Headline numbers (the dashboard's), the index, the consumers (lag per partition,
         events/s, freshness p50/p99 over ``ops.window_s``), query latency, the DLQ."""
@@ -250,7 +422,17 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         metrics.results.labels(endpoint).observe(len(result["items"]))
         return Response(orjson.dumps(result), media_type=_JSON)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            **auth,
+            200: {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+    )
     def metrics_endpoint() -> Response:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

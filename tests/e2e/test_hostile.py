@@ -6,8 +6,8 @@ the DLQ, untouched, with the reason predicted for it and its source coordinates,
 other message is; every valid one is applied (documents fetched back over HTTP, behavior
 counters read back from Redis, recall answering for weird ids); the consumers are alive
 and still consume; and no key outside the test's namespace exists on the test's own
-Redis server. Also: hostile requests to the query service, and two known bugs as strict
-xfails (an id with a "/" over HTTP; a message over the DLQ producer's own size limit).
+Redis server. Also: hostile requests to the query service, and regression tests of two
+bugs it found (an id with a "/" over HTTP; a message over the DLQ producer's own size limit).
 
 ``HOSTILE_BAD`` (default 10,000) is the number of bad messages, split between the topics;
 ``benchmarks/bench_hostile.py`` runs the same storm as a benchmark, with consumer processes.
@@ -326,11 +326,6 @@ def dlq_tally(topic: str, bad: list[Any]) -> dict[str, int]:
     return {f"{topic}|{reason}": n for reason, n in Counter(m.expect for m in bad).items()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rtindex/query/server.py routes /docs/{doc_id} without the path convertor: an "
-    "id with a '/' (valid per the contract) is a 404 however it is encoded",
-)
 def test_an_id_with_a_slash_over_http(consumer: DocumentConsumer, api: httpx.Client) -> None:
     s = consumer.settings
     messages = [
