@@ -62,6 +62,7 @@ def consumer_process(
     max_batch: int = 40,
     metrics_port: int = 0,
     env_extra: dict[str, str] | None = None,
+    capture_stderr: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`rtindex consume <stream>` against the test's servers and topics (its /metrics on
     ``metrics_port``; 0: any free port, so that parallel consumers never collide)."""
@@ -82,7 +83,8 @@ def consumer_process(
         env["RTINDEX_FAILPOINTS"] = failpoints
     env |= env_extra or {}
     argv = [sys.executable, "-m", "rtindex", "consume", stream, "--metrics-port", str(metrics_port)]
-    return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE if env_extra else None)
+    # A captured stderr must be read (communicate()), or a chatty consumer blocks on it.
+    return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE if capture_stderr else None)
 
 
 def drain(

@@ -199,6 +199,7 @@ def test_json_logs_one_line_per_batch(topics: Settings) -> None:
         topics.redis.namespace,
         topics.kafka.documents_group,
         env_extra={"RTINDEX_LOG_FORMAT": "json", "RTINDEX_LOG_LEVEL": "INFO"},
+        capture_stderr=True,
     )
     try:
         from processes import committed
