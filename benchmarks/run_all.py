@@ -5,7 +5,14 @@
 
 Each benchmark writes benchmarks/results/<name>.json; BENCHMARKS.md is rebuilt from all
 of them (a benchmark not run this time keeps its last result, with its own date and
-commit shown). The hand-written part of BENCHMARKS.md after the NOTES marker is kept.
+commit shown), with the PNG charts of benchmarks/charts.py redrawn from the same results
+into benchmarks/charts/ and linked under their benchmark. The hand-written part of
+BENCHMARKS.md after the NOTES marker is kept.
+
+To add a benchmark: an entry in BENCHES (its script must take --quick and save
+results/<name>.json through common.save), extra arguments in ARGS if it needs them, and
+charts in charts.CHARTS_OF if it has any. tests/test_benchmarks_quick.py runs every entry
+of BENCHES with --quick.
 """
 
 from __future__ import annotations
@@ -19,11 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import bench_behaviors
+import bench_chaos
 import bench_freshness
+import bench_hostile
 import bench_indexing
+import bench_load
 import bench_movielens
+import bench_peers
 import bench_query
-from common import RESULTS, ROOT, log, machine, wait_idle
+import bench_recall
+import common
+from common import ROOT, log, machine, wait_idle
 
 HERE = Path(__file__).resolve().parent
 OUT = ROOT / "BENCHMARKS.md"
@@ -59,6 +72,33 @@ BENCHES = {  # name -> (script, title, render)
         "8. The same through Kafka and `rtindex consume behaviors` (the first 30,000 ratings)",
         bench_movielens.render,
     ),
+    "peers": (
+        "bench_peers.py",
+        "9. Side by side: RediSearch, SQLite FTS5, tantivy (indexing, visibility, queries, memory)",
+        bench_peers.render,
+    ),
+    "recall": (
+        "bench_recall.py",
+        "10. Chinese recall completeness: words, sub-words and non-word substrings",
+        bench_recall.render,
+    ),
+    # Reliability (issue 5): faults, hostile input, load.
+    "chaos": (
+        "bench_chaos.py",
+        "11. Reliability: exactly once under chaos (SIGKILLed consumers, Redis outages, "
+        "members leaving and joining)",
+        bench_chaos.render,
+    ),
+    "hostile": (
+        "bench_hostile.py",
+        "12. Reliability: hostile input, 20,000 bad messages on both topics",
+        bench_hostile.render,
+    ),
+    "load": (
+        "bench_load.py",
+        "13. Reliability: 50 concurrent clients while the consumers index",
+        bench_load.render,
+    ),
 }
 # Extra arguments of a benchmark run (the MovieLens script measures two ways).
 ARGS = {"movielens_direct": ["--direct"], "movielens": ["--limit", "30000"]}
@@ -76,8 +116,8 @@ def run_one(name: str, quick: bool) -> tuple[bool, float]:
     if proc.returncode != 0:
         log(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     elif name == "analysis":  # it prints its table only: keep it as it is
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "analysis.json").write_text(
+        common.RESULTS.mkdir(exist_ok=True)
+        (common.RESULTS / "analysis.json").write_text(
             json.dumps(
                 {"machine": machine(), "quick": quick, "text": proc.stdout.strip()},
                 ensure_ascii=False,
@@ -96,8 +136,24 @@ def provenance(m: dict[str, Any]) -> str:
     return f"{m['date']}, commit {m['commit']}{tree}"
 
 
-def render() -> str:
+def charts_by_bench(results: Path, out: Path) -> tuple[dict[str, list[tuple[str, Path]]], str]:
+    """The charts, redrawn from the results; (benchmark -> [(caption, png)], error if any)."""
+    try:
+        import charts
+    except ImportError as e:  # pragma: no cover - matplotlib is in the dev extras
+        return {}, f"charts not drawn: {e}"
+    try:
+        return charts.render_all(results, out), ""
+    except Exception as e:  # a chart must never cost the tables
+        return {}, f"charts not drawn: {type(e).__name__}: {e}"
+
+
+def render(results: Path | None = None, out: Path = OUT, charts_dir: Path | None = None) -> str:
+    results = results or common.RESULTS
+    charts_dir = charts_dir or HERE / "charts"
     m = machine()
+    drawn, chart_error = charts_by_bench(results, charts_dir)
+    dirty = " (with uncommitted changes)" if m.get("changed") else ""
     parts = [
         "# Benchmarks",
         "Measured by `python benchmarks/run_all.py` (add `--quick` for a < 60 s smoke run of "
@@ -109,10 +165,13 @@ def render() -> str:
         "sentences joined to 200 characters) fill in beyond the 6,404 real ones, and each "
         "table says how many.",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, Python "
-        f"{m['python']}. Rendered {m['date']}.",
+        f"{m['python']}. Rendered {m['date']} at commit {m['commit']}{dirty}; each section "
+        "names the date and commit it was measured at.",
     ]
+    if chart_error:
+        parts.append(f"({chart_error})")
     for name, (_script, title, fn) in BENCHES.items():
-        path = RESULTS / f"{name}.json"
+        path = results / f"{name}.json"
         parts.append(f"## {title}")
         if not path.exists():
             parts.append("(not run yet)")
@@ -123,7 +182,10 @@ def render() -> str:
         other = f" Other processes used {load:.2f} CPUs on average meanwhile." if load else ""
         parts.append(f"`python benchmarks/{_script}`{mode} — {provenance(r['machine'])}.{other}")
         parts.append(fn(r))
-    a = RESULTS / "analysis.json"
+        for caption, png in drawn.get(name, []):
+            rel = png.relative_to(out.parent) if png.is_relative_to(out.parent) else png
+            parts.append(f"![{caption}]({rel.as_posix()})")
+    a = results / "analysis.json"
     if a.exists():
         r = json.loads(a.read_text())
         parts += [
@@ -131,7 +193,7 @@ def render() -> str:
             f"`python benchmarks/bench_analysis.py` — {provenance(r['machine'])}.",
             r["text"],
         ]
-    old = OUT.read_text() if OUT.exists() else ""
+    old = out.read_text() if out.exists() else ""
     notes = old[old.index(NOTES) :] if NOTES in old else NOTES + "\n"
     return "\n\n".join(parts) + "\n\n" + notes
 
@@ -139,10 +201,7 @@ def render() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument(
-        "--only",
-        default="indexing,freshness,query,behaviors,movielens_direct,movielens,analysis",
-    )
+    ap.add_argument("--only", default=",".join([*BENCHES, "analysis"]))
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     failed = []
