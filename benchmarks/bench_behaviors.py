@@ -567,7 +567,9 @@ def freshness(
     log_path = Path("/tmp/rtindex-bench-behavior-consumer.log")
     log_path.unlink(missing_ok=True)
     consumer = ManagedProcess(
-        [sys.executable, "-m", "rtindex", "consume", "behaviors"], log_path, env=env
+        [sys.executable, "-m", "rtindex", "consume", "behaviors", "--metrics-port", "0"],
+        log_path,
+        env=env,
     )
     keys = BehaviorKeys(s.redis.namespace, s.behavior.shards)
     recaller = Recaller(redis.Redis.from_url(s.redis.url), s)

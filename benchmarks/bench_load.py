@@ -116,7 +116,7 @@ def child_env(s: Settings) -> dict[str, str]:
 
 
 def start_consumer(s: Settings, stream: str) -> ManagedProcess:
-    argv = [sys.executable, "-m", "rtindex", "consume", stream]
+    argv = [sys.executable, "-m", "rtindex", "consume", stream, "--metrics-port", "0"]
     argv += ["--metrics-port", str(free_port())]
     return ManagedProcess(argv, Path(f"/tmp/rtindex-bench-load-{stream}.log"), env=child_env(s))
 

@@ -220,7 +220,7 @@ def index_movies(s: Settings, client: redis.Redis, env: dict[str, str]) -> None:
         producer.send(s.kafka.documents_topic, key=d["id"].encode(), value=json.dumps(d).encode())
     producer.flush()
     producer.close()
-    proc = ManagedProcess([*PY, "consume", "documents"], None, env=env)
+    proc = ManagedProcess([*PY, "consume", "documents", "--metrics-port", "0"], None, env=env)
     try:
         wait_for(
             lambda: int(client.hget(f"{s.redis.namespace}:{{s0}}:st", "N") or 0) >= len(docs),
@@ -299,7 +299,9 @@ def main() -> None:
             ensure_topics(s, partitions=3)
             env = behavior_env(s)
             index_movies(s, client, env)
-            proc = ManagedProcess([*PY, "consume", "behaviors"], None, env=env)
+            proc = ManagedProcess(
+                [*PY, "consume", "behaviors", "--metrics-port", "0"], None, env=env
+            )
             try:
                 result = replay(s, stream, direct=False)
             finally:

@@ -272,7 +272,6 @@ def run_corpus(corpus: corpora.Corpus, per_class: int, tmp: Path) -> dict[str, A
         "examples": examples,
         "memory": memory,
         "bigrams": bigrams,
-        "per_query": {n: r["per_query"] for n, r in results.items()},
     }
 
 

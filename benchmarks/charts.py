@@ -128,9 +128,12 @@ def memory_vs_size(peers: dict[str, Any], out: Path) -> Path | None:
         ax.set_xlabel("documents (SYNTHETIC, log)")
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{label} (RAM: rtindex, RediSearch; disk: FTS5, tantivy)")
+        ax.set_title(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
+    fig.suptitle(
+        "RAM (rtindex, RediSearch: Redis used_memory) and disk (FTS5, tantivy)", fontsize=9
+    )
     fig.tight_layout()
     path = out / "memory_vs_size.png"
     fig.savefig(path, metadata=_META)

@@ -24,10 +24,10 @@ def main() -> int:
         settings = settings.with_overrides({"kafka": {"fetch_max_wait_ms": args.fetch_max_wait_ms}})
     logging.basicConfig(level=settings.log_level)
     if not args.profile:
-        return documents.run_document_consumer(settings)
+        return documents.run_document_consumer(settings, 0)
     prof = cProfile.Profile()
     try:
-        return prof.runcall(documents.run_document_consumer, settings)
+        return prof.runcall(documents.run_document_consumer, settings, 0)
     finally:
         prof.dump_stats(args.profile)
 
