@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -72,3 +76,16 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         t.join(timeout=10)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A module of benchmarks/ (not a package), loaded from its file once per session."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while decorating
+    spec.loader.exec_module(module)
+    return module

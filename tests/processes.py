@@ -52,6 +52,22 @@ def committed(settings: Settings, group: str) -> dict[int, int]:
     return {tp.partition: om.offset for tp, om in offsets.items() if om.offset >= 0}
 
 
+def process_env(settings: Settings, namespace: str) -> dict[str, str]:
+    """The environment of an `rtindex` process on the test's servers, topics and namespace
+    (nothing of the caller's own RTINDEX_* settings leaks in)."""
+    k = settings.kafka
+    env = {name: v for name, v in os.environ.items() if not name.startswith("RTINDEX_")}
+    return env | {
+        "RTINDEX_KAFKA_BOOTSTRAP": k.bootstrap,
+        "RTINDEX_REDIS_URL": settings.redis.url,
+        "RTINDEX_NAMESPACE": namespace,
+        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": k.documents_topic,
+        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": k.behaviors_topic,
+        "RTINDEX_KAFKA__DLQ_TOPIC": k.dlq_topic,
+        "RTINDEX_LOG_LEVEL": "WARNING",
+    }
+
+
 def consumer_process(
     settings: Settings,
     namespace: str,
@@ -66,18 +82,10 @@ def consumer_process(
 ) -> subprocess.Popen[bytes]:
     """`rtindex consume <stream>` against the test's servers and topics (its /metrics on
     ``metrics_port``; 0: any free port, so that parallel consumers never collide)."""
-    k = settings.kafka
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTINDEX_")}
+    env = process_env(settings, namespace)
     env |= {
-        "RTINDEX_KAFKA_BOOTSTRAP": k.bootstrap,
-        "RTINDEX_REDIS_URL": settings.redis.url,
-        "RTINDEX_NAMESPACE": namespace,
-        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": k.documents_topic,
-        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": k.behaviors_topic,
-        "RTINDEX_KAFKA__DLQ_TOPIC": k.dlq_topic,
         f"RTINDEX_KAFKA__{stream.upper()}_GROUP": group,
         "RTINDEX_KAFKA__MAX_BATCH": str(max_batch),
-        "RTINDEX_LOG_LEVEL": "WARNING",
     }
     if failpoints:
         env["RTINDEX_FAILPOINTS"] = failpoints

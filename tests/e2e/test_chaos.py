@@ -17,14 +17,12 @@ decayed log2 sums within a relative 1e-9) are in ``benchmarks/chaos.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import load_benchmark
 
 from rtindex.runtime.servers import KafkaServer, RedisServer
 
@@ -32,20 +30,7 @@ pytestmark = pytest.mark.e2e
 SEED = 20261123
 
 
-def _load_module() -> ModuleType:
-    """benchmarks/ is not a package: load the module from its file."""
-    if "chaos" in sys.modules:
-        return sys.modules["chaos"]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
-    spec = importlib.util.spec_from_file_location("chaos", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["chaos"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-chaos = _load_module()
+chaos = load_benchmark("chaos")
 
 
 def assert_identical(result: dict[str, Any]) -> None:

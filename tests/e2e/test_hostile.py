@@ -15,23 +15,19 @@ bugs it found (an id with a "/" over HTTP; a message over the DLQ producer's own
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 import redis
-from helpers import wait_until
+from helpers import load_benchmark, wait_until
 from kafka import KafkaConsumer, TopicPartition
 
 from rtindex.consumers.behaviors import BehaviorConsumer
@@ -41,7 +37,7 @@ from rtindex.consumers.pipeline import PipelinedConsumer
 from rtindex.consumers.publish import make_producer
 from rtindex.indexer.keys import BehaviorKeys
 from rtindex.query.search import Searcher
-from rtindex.runtime.servers import KafkaServer, RedisServer
+from rtindex.runtime.servers import RedisServer
 from rtindex.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -51,20 +47,7 @@ MAX_BYTES = 4096  # index.max_message_bytes: small, so that over-size messages a
 SEED = 5
 
 
-def _load_hostile() -> ModuleType:
-    """benchmarks/ is not a package: load the generator from its file."""
-    if "hostile" in sys.modules:
-        return sys.modules["hostile"]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "hostile.py"
-    spec = importlib.util.spec_from_file_location("hostile", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hostile"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-hostile = _load_hostile()
+hostile = load_benchmark("hostile")
 
 
 @pytest.fixture(scope="module")
@@ -75,22 +58,10 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def settings(kafka_server: KafkaServer, own_redis: RedisServer, unique_id: str) -> Settings:
+def settings(settings: Settings, own_redis: RedisServer) -> Settings:
     """Overrides conftest's: the module's own Redis, and a 4 KiB message size limit."""
-    return Settings().with_overrides(
-        {
-            "kafka": {
-                "bootstrap": kafka_server.bootstrap,
-                "documents_topic": f"rtindex.documents.{unique_id}",
-                "behaviors_topic": f"rtindex.behaviors.{unique_id}",
-                "dlq_topic": f"rtindex.dlq.{unique_id}",
-                "documents_group": f"rtindex-documents-{unique_id}",
-                "behaviors_group": f"rtindex-behaviors-{unique_id}",
-                "client_id": f"rtindex-test-{unique_id}",
-            },
-            "redis": {"url": own_redis.url, "namespace": f"h{unique_id}"},
-            "index": {"max_message_bytes": MAX_BYTES},
-        }
+    return settings.with_overrides(
+        {"redis": {"url": own_redis.url}, "index": {"max_message_bytes": MAX_BYTES}}
     )
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,24 +13,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from helpers import wait_until
-from processes import consumer_process, publish
+from processes import consumer_process, process_env, publish
 
 from rtindex.runtime.servers import free_port
 from rtindex.settings import Settings
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    k = settings.kafka
-    env = {name: v for name, v in os.environ.items() if not name.startswith("RTINDEX_")}
-    return env | {
-        "RTINDEX_KAFKA_BOOTSTRAP": k.bootstrap,
-        "RTINDEX_REDIS_URL": settings.redis.url,
-        "RTINDEX_NAMESPACE": settings.redis.namespace,
-        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": k.documents_topic,
-        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": k.behaviors_topic,
-        "RTINDEX_KAFKA__DLQ_TOPIC": k.dlq_topic,
-        "RTINDEX_LOG_LEVEL": "WARNING",
-    }
 
 
 def _events(now: int) -> tuple[list[bytes], list[bytes]]:
@@ -68,7 +53,7 @@ def _metrics(port: int) -> str:
 def live_metrics_text(settings: Settings) -> Iterator[str]:
     """The /metrics text of the query service and both consumers, concatenated, after
     good, duplicate, stale and invalid events went through and every endpoint was called."""
-    env = _env(settings)
+    env = process_env(settings, settings.redis.namespace)
     rt = [sys.executable, "-m", "rtindex"]
     subprocess.run([*rt, "topics", "--partitions", "2"], env=env, check=True, timeout=120)
     ports = {"documents": free_port(), "behaviors": free_port()}

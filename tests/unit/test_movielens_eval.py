@@ -4,32 +4,15 @@ checked against a from-scratch recomputation on random interaction sequences."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from itertools import pairwise
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from helpers import load_benchmark
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-
-def _load_module() -> ModuleType:
-    """benchmarks/ is not a package: load the module from its file."""
-    if "movielens" in sys.modules:
-        return sys.modules["movielens"]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "movielens.py"
-    spec = importlib.util.spec_from_file_location("movielens", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["movielens"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-ml = _load_module()
+ml = load_benchmark("movielens")
 DAY = ml.DAY_MS
 
 
