@@ -63,7 +63,6 @@ def aggregate_kind(reports: list[Report]) -> dict[str, Any]:
         "lag_seconds": max(secs) if secs else (0.0 if not partitions else None),
         "freshness_p50_ms": _round(quantile(bins, 0.5)),
         "freshness_p99_ms": _round(quantile(bins, 0.99)),
-        "freshness_bins": bins,
         "partitions": partitions,
     }
 

@@ -52,8 +52,6 @@ class OpsView:
         s = self.snapshot()
         query = window.summary(now)
         consumers = s["consumers"]
-        for c in consumers.values():
-            del c["freshness_bins"]  # internal: merged already
         reasons = readiness(consumers, self.ops.ready_max_lag_messages, self.ops.ready_max_lag_s)
         dlq = dead_letter_summary(s["dead_letters"])
         lag_msgs = [c["lag_messages"] for c in consumers.values() if c["lag_messages"] is not None]
