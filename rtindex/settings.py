@@ -94,6 +94,10 @@ class KafkaSettings(BaseModel):
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=10_000)
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    # A member that does not poll for this long leaves the group (its partitions move).
+    # A batch waits out a Redis outage without polling, so this bounds how long one member
+    # may hold its partitions through an outage before the group rebalances.
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Passed through to the Kafka clients untouched (SASL/SSL settings, etc.).
     security: dict[str, str | int | bool] = Field(default_factory=dict)

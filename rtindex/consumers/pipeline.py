@@ -23,13 +23,14 @@ from types import FrameType
 from typing import Any, Generic, TypeVar
 
 import redis.exceptions as rx
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from rtindex.consumers.dlq import DeadLetter, DeadLetterQueue
 from rtindex.consumers.failpoints import failpoint
 from rtindex.consumers.kafka_config import kafka_client_config
+from rtindex.consumers.offsets import batch_offsets, forget_committed, merge_refused, to_recommit
 from rtindex.consumers.retry import Interrupted, retry_transient
 from rtindex.indexer.connection import connect
 from rtindex.indexer.events import InvalidEvent
@@ -39,6 +40,20 @@ from rtindex.settings import Settings
 
 log = logging.getLogger(__name__)
 E = TypeVar("E")
+
+
+class _AssignmentListener(ConsumerRebalanceListener):
+    """Tells the loop when a rebalance has completed (the group is stable again): only
+    then can a refused commit succeed; retried any earlier, it is refused again."""
+
+    def __init__(self, on_assigned: Callable[[], None]) -> None:
+        self._on_assigned = on_assigned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass  # nothing to flush: every applied batch is committed or kept in _refused
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._on_assigned()
 
 
 @dataclass(slots=True)
@@ -110,7 +125,6 @@ class PipelinedConsumer(Generic[E]):
         self.redis = connect(settings, pool_size=4)
         self.totals = ConsumerTotals()
         self.consumer = KafkaConsumer(
-            topic,
             **kafka_client_config(
                 settings,
                 group_id=group,
@@ -119,12 +133,15 @@ class PipelinedConsumer(Generic[E]):
                 max_poll_records=k.max_batch,
                 session_timeout_ms=k.session_timeout_ms,
                 heartbeat_interval_ms=k.heartbeat_interval_ms,
+                max_poll_interval_ms=k.max_poll_interval_ms,
                 fetch_max_wait_ms=k.fetch_max_wait_ms,
                 # An oversized message must still be fetched, so that it can reach the DLQ.
                 max_partition_fetch_bytes=max(settings.index.max_message_bytes * 4, 1 << 20),
                 fetch_max_bytes=max(settings.index.max_message_bytes * 8, 50 << 20),
             ),
         )
+        self._rebalanced = False  # an assignment completed since the last refused commit
+        self.consumer.subscribe([topic], listener=_AssignmentListener(self._on_rebalanced))
         self.dlq = DeadLetterQueue(settings, group)
         self.metrics = ConsumerMetrics(self.stream, topic, group, settings.ops.window_s)
         self.board = StatusBoard(self.redis, settings.redis.namespace, settings.ops.report_ttl_s)
@@ -132,6 +149,7 @@ class PipelinedConsumer(Generic[E]):
         self._last_ts: dict[TopicPartition, int] = {}  # last committed record's timestamp
         self._report_failing = False
         self._assigned: set[TopicPartition] = set()
+        self._refused: dict[TopicPartition, int] = {}  # applied, commit refused by a rebalance
 
     # -- hooks ------------------------------------------------------------------------
     def ensure_layout(self) -> None:
@@ -188,22 +206,37 @@ class PipelinedConsumer(Generic[E]):
         return self.apply(self.prepare(records), stop).counts
 
     def commit(self, records: list[Any], stop: threading.Event) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            nxt = r.offset + 1
-            if tp not in offsets or offsets[tp].offset < nxt:
-                offsets[tp] = OffsetAndMetadata(nxt, "", -1)
+        self._commit(batch_offsets(records), stop)
+
+    def _commit(self, offsets: dict[TopicPartition, int], stop: threading.Event) -> None:
+        meta = {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
         try:
-            self._retry(lambda: self.consumer.commit(offsets), stop, "committing offsets")
+            self._retry(lambda: self.consumer.commit(meta), stop, "committing offsets")
         except (CommitFailedError, RebalanceInProgressError) as e:
-            # A rebalance took the partitions away: their new owner gets the batch again,
-            # and applying it again changes nothing. Count it; do not crash.
+            # A rebalance refused the commit. Partitions that moved are redelivered to
+            # their new owner (applying again changes nothing); partitions this member
+            # keeps are committed again once the group is stable (see offsets.py).
+            self._refused = merge_refused(self._refused, offsets)
+            self._rebalanced = False  # retry once this rebalance has completed
             self.totals.commit_failures += 1
             self.metrics.commit_failed()
-            log.warning(
-                "offset commit refused after a rebalance (%s); the batch will be redelivered", e
-            )
+            log.warning("offset commit refused during a rebalance (%s); will retry or redeliver", e)
+        else:
+            self._refused = forget_committed(self._refused, offsets)
+
+    def _on_rebalanced(self) -> None:
+        self._rebalanced = True
+
+    def _recommit_refused(self, assigned: set[TopicPartition], stop: threading.Event) -> None:
+        refused, self._refused = self._refused, {}
+        due = self._retry(
+            lambda: to_recommit(refused, assigned, self.consumer.position, self.consumer.committed),
+            stop,
+            "reading positions and committed offsets",
+        )
+        if due:
+            log.info("committing %d partition offset(s) a rebalance had refused", len(due))
+            self._commit(due, stop)
 
     def run(self, stop: threading.Event) -> None:
         """Poll, prepare, apply, commit, with one batch in flight.
@@ -239,6 +272,8 @@ class PipelinedConsumer(Generic[E]):
                     if now_assigned - assigned:
                         self.on_assigned(now_assigned - assigned, stop)
                     assigned = self._assigned = now_assigned
+                    if self._refused and self._rebalanced:
+                        self._recommit_refused(assigned, stop)
                     if batch is not None:
                         inflight = (batch, writer.submit(self.apply, batch, stop))
                     elif stop.is_set():
