@@ -147,6 +147,10 @@ class IndexSettings(BaseModel):
     # Documents per Lua script call: bounds how long one call blocks Redis (and so the
     # queries waiting behind it) while a large batch is applied.
     apply_chunk: int = Field(default=200, ge=1, le=10_000)
+    # Han character bigram postings (docnums only): ``and`` finds every document that
+    # contains a Han query string, whatever its segmentation (北京 in 北京烤鸭, 京烤 too).
+    # Costs memory (BENCHMARKS.md); fixed for the life of an index (recorded in Redis).
+    han_bigrams: bool = True
 
 
 Action = Literal["view", "click", "like", "cart", "purchase"]

@@ -118,16 +118,55 @@ class Analyzer:
     def tokens(self, text: str) -> list[str]:
         """The tokens of ``text`` in text order, duplicates kept."""
         out: list[str] = []
-        stop, limit = self._stop, self._max
         for han, word in _TOKENS.findall(normalize(text)):
             if han:
                 out.extend(self._cut(han))
-            elif len(word) <= limit:  # a longer one is a hash or a blob: its parts too
-                out.append(word)
-                parts = _PARTS.findall(word)  # never empty: a word starts with one
-                if len(parts) > 1 or parts[0] != word:
-                    out.extend(parts)
+            else:
+                self._word(word, out)
+        stop, limit = self._stop, self._max
         return [t for t in out if len(t) <= limit and t not in stop]
+
+    def segments(self, text: str) -> list[tuple[str, list[str]]]:
+        """``(Han run, its tokens)`` for each Han run and ``("", tokens)`` for each other
+        word, in text order: what ``tokens`` returns, with where each token came from
+        (a query's ``and`` treats a Han run as a unit; see query/matching.py)."""
+        out: list[tuple[str, list[str]]] = []
+        stop, limit = self._stop, self._max
+        for han, word in _TOKENS.findall(normalize(text)):
+            toks: list[str] = []
+            if han:
+                toks.extend(self._cut(han))
+            else:
+                self._word(word, toks)
+            out.append((han, [t for t in toks if len(t) <= limit and t not in stop]))
+        return out
+
+    def _word(self, word: str, out: list[str]) -> None:
+        if len(word) <= self._max:  # a longer one is a hash or a blob: its parts too
+            out.append(word)
+            parts = _PARTS.findall(word)  # never empty: a word starts with one
+            if len(parts) > 1 or parts[0] != word:
+                out.extend(parts)
+
+
+def han_runs(text: str) -> list[str]:
+    """The runs of Han characters of the normalized text, in order."""
+    return _HAN_WORD.findall(normalize(text))
+
+
+def bigrams_of_run(run: str) -> list[str]:
+    """Every two adjacent characters of a Han run, in order, repeats kept."""
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def han_bigrams(text: str) -> set[str]:
+    """The distinct Han character bigrams of a text: the substring index's terms. A string
+    of Han characters occurs in the text only if all its bigrams do (the converse needs
+    checking for strings of 3 or more characters: the bigrams may lie apart)."""
+    out: set[str] = set()
+    for run in _HAN_WORD.findall(normalize(text)):
+        out.update(run[i : i + 2] for i in range(len(run) - 1))
+    return out
 
 
 def choose_engine(wanted: str) -> str:

@@ -39,7 +39,12 @@ def index_documents(
         plans: list[DocPlan] = []
         for doc_id in pending:
             plan, decided = plan_document(
-                doc_id, stored[doc_id], groups[doc_id], store.schema, tokenize
+                doc_id,
+                stored[doc_id],
+                groups[doc_id],
+                store.schema,
+                tokenize,
+                bigrams=store.han_bigrams,
             )
             outcomes.update(decided)
             if plan is not None:

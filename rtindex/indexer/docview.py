@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from rtindex.indexer.analysis import han_bigrams
 from rtindex.indexer.keys import geo_columns
 from rtindex.settings import IndexSchema
 
@@ -147,6 +148,8 @@ class ViewDiff:
     keywords_remove: tuple[tuple[str, str], ...]
     live_delta: int  # +1 created, -1 deleted, 0 otherwise
     length_delta: tuple[int, ...]  # per text field
+    bigrams_add: tuple[str, ...] = ()  # Han bigram postings to add (see text_bigrams)
+    bigrams_remove: tuple[str, ...] = ()
 
     @property
     def postings_delta(self) -> int:
@@ -173,6 +176,19 @@ def diff_views(old: IndexedView | None, new: IndexedView | None, n_text: int) ->
         live_delta=(new is not None) - (old is not None),
         length_delta=tuple(n - o for n, o in zip(new_len, old_len, strict=True)),
     )
+
+
+def text_bigrams(doc: Mapping[str, Any] | None, schema: IndexSchema) -> frozenset[str]:
+    """The Han character bigrams of a document's text fields. Not kept in the view (they
+    would double the forward index): derived again from the stored source when needed."""
+    if doc is None:
+        return frozenset()
+    out: set[str] = set()
+    for name in schema.text_fields:
+        value = doc.get(name)
+        if isinstance(value, str):
+            out |= han_bigrams(value)
+    return frozenset(out)
 
 
 def apply_patch(src: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

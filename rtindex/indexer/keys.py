@@ -1,8 +1,9 @@
 """The Redis key layout: every key rtindex reads or writes is named here and nowhere else.
 
-Layout version 1. The index is document-partitioned into ``shards``; all keys of one
-shard share the hash tag ``{s<i>}`` so that a shard lives in one Redis Cluster hash
-slot and one Lua script can update a document atomically. Queries fan out over the
+Layout version 2 (version 2 added the bigram postings). The index is
+document-partitioned into ``shards``; all keys of one shard share the hash tag ``{s<i>}``
+so that a shard lives in one Redis Cluster hash slot and one Lua script can update a
+document atomically. Queries fan out over the
 shards and sum their statistics, so BM25 is global whatever the shard count.
 
 Per shard (prefix ``<ns>:{s<i>}:``):
@@ -10,13 +11,17 @@ Per shard (prefix ``<ns>:{s<i>}:``):
 =================  =====  ==========================================================
 ``st``             hash   N (live docs), next (docnum counter), top (largest docnum
                           applied), cl:<chunk> (live docs per doc-value chunk),
-                          tl:<field> (tokens per text field), terms, postings, tombstones
+                          tl:<field> (tokens per text field), terms, postings, tombstones,
+                          bigrams (bigram postings)
 ``d:<id>``         hash   forward index: v (version), n (docnum), src (stored JSON),
                           t (indexed terms JSON), ts; a tombstone is {v, del=1, ts}
 ``ids``            hash   docnum -> id
 ``p:<term>``       str    text postings, sorted by docnum: records of a 4-byte
                           big-endian docnum then one big-endian u16 tf per text field
 ``k:<f>:<value>``  str    keyword postings: sorted 4-byte big-endian docnums
+``g:<bigram>``     str    Han character bigram postings (``index.han_bigrams``): sorted
+                          4-byte big-endian docnums of the documents whose text fields
+                          hold those two characters side by side
 ``dl:<chunk>``     str    doc lengths, u16 BE per text field, indexed by docnum
 ``nv:<f>:<chunk>`` str    numeric doc values, f64 BE per docnum (NaN = missing)
 =================  =====  ==========================================================
@@ -57,8 +62,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-LAYOUT_VERSION = 1
-BEHAVIOR_LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+BEHAVIOR_LAYOUT_VERSION = 2
 # Doc-value columns are split in chunks so a query fetches only the slices it needs.
 CHUNK_DOCS = 16_384
 
@@ -98,6 +103,9 @@ class Keys:
 
     def keyword(self, shard: int, field: str, value: str) -> str:
         return self.shard_prefix(shard) + "k:" + field + ":" + value
+
+    def bigram(self, shard: int, bigram: str) -> str:
+        return self.shard_prefix(shard) + "g:" + bigram
 
     def doc_lengths(self, shard: int, chunk: int) -> str:
         return self.shard_prefix(shard) + f"dl:{chunk}"

@@ -16,7 +16,7 @@ older version) creates it from the patch's fields, like Elasticsearch's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +28,7 @@ from rtindex.indexer.docview import (
     build_view,
     clean_upsert,
     diff_views,
+    text_bigrams,
 )
 from rtindex.indexer.events import DeleteEvent, PatchEvent, UpsertEvent
 from rtindex.settings import IndexSchema
@@ -80,8 +81,11 @@ def plan_document(
     events: Sequence[tuple[int, Event]],
     schema: IndexSchema,
     tokenize: Tokenize,
+    *,
+    bigrams: bool,
 ) -> tuple[DocPlan | None, dict[int, Outcome]]:
-    """Fold one document's events (in arrival order) over its stored state."""
+    """Fold one document's events (in arrival order) over its stored state. ``bigrams``:
+    also diff the Han bigram postings (``index.han_bigrams``)."""
     outcomes: dict[int, Outcome] = {}
     version, deleted, src, ts = base.version, base.deleted, base.src, 0
     applied: list[int] = []
@@ -113,6 +117,19 @@ def plan_document(
             if old_src is not None and old_view is not None and old_src.get(f) == src.get(f)
         )
         new_view = build_view(src, schema, tokenize, reuse=old_view, unchanged_text=unchanged)
+    diff = diff_views(old_view, new_view, len(schema.text_fields))
+    if bigrams:
+        old_src = base.src if base.live else None
+        new_src = None if deleted else src
+        if not (
+            old_src is not None and new_src is not None and _same_text(old_src, new_src, schema)
+        ):
+            old_bg, new_bg = text_bigrams(old_src, schema), text_bigrams(new_src, schema)
+            diff = replace(
+                diff,
+                bigrams_add=tuple(sorted(new_bg - old_bg)),
+                bigrams_remove=tuple(sorted(old_bg - new_bg)),
+            )
     plan = DocPlan(
         doc_id=doc_id,
         base=base,
@@ -121,11 +138,15 @@ def plan_document(
         deleted=deleted,
         src=src,
         view=new_view,
-        diff=diff_views(old_view, new_view, len(schema.text_fields)),
+        diff=diff,
         docnum=base.docnum if base.live and not deleted else None,
         events=applied,
     )
     return plan, outcomes
+
+
+def _same_text(a: dict[str, Any], b: dict[str, Any], schema: IndexSchema) -> bool:
+    return all(a.get(f) == b.get(f) for f in schema.text_fields)
 
 
 def group_by_id(events: Sequence[Event]) -> dict[str, list[tuple[int, Event]]]:

@@ -98,6 +98,7 @@ class DocumentStore:
         self.columns = numeric_columns(self.schema)
         self.n_text = len(self.schema.text_fields)
         self.apply_chunk = settings.index.apply_chunk
+        self.han_bigrams = settings.index.han_bigrams
         self.record_size = 4 + 2 * self.n_text
         self._rec = struct.Struct(f">I{self.n_text}H")
         self._apply = client.register_script(_APPLY_LUA)
@@ -112,6 +113,7 @@ class DocumentStore:
                 "layout": str(LAYOUT_VERSION),
                 "shards": str(self.keys.shards),
                 "schema": schema_fingerprint(self.schema),
+                "bigrams": "1" if self.han_bigrams else "0",
             },
         )
 
@@ -228,7 +230,9 @@ class DocumentStore:
             if p.base.live:
                 # An update: few postings change, each found by binary search.
                 op["pr"] = [a.key(k.postings(shard, t)) for t in d.remove]
-                op["kr"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_remove]
+                op["kr"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_remove] + [
+                    a.key(k.bigram(shard, g)) for g in d.bigrams_remove
+                ]
                 op["pa"] = [
                     [a.key(k.postings(shard, t)), a.arg(self._rec.pack(docnum, *tf))]
                     for t, tf in d.add.items()
@@ -237,7 +241,9 @@ class DocumentStore:
                     [a.key(k.postings(shard, t)), a.arg(self._rec.pack(docnum, *tf))]
                     for t, tf in d.update.items()
                 ]
-                op["ka"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_add]
+                op["ka"] = [a.key(k.keyword(shard, f, v)) for f, v in d.keywords_add] + [
+                    a.key(k.bigram(shard, g)) for g in d.bigrams_add
+                ]
             else:
                 # A new document: its docnum is fresh. Its postings travel as one blob of
                 # records and the list of their keys; the script groups them by key
@@ -245,7 +251,10 @@ class DocumentStore:
                 prefix, rec = k.postings_prefix(shard), self._rec.pack
                 op["g"] = a.keys_of([prefix + t for t in d.add])
                 op["gr"] = a.arg(b"".join([rec(docnum, *tf) for tf in d.add.values()]))
-                op["gk"] = a.keys_of([k.keyword(shard, f, v) for f, v in d.keywords_add])
+                op["gk"] = a.keys_of(
+                    [k.keyword(shard, f, v) for f, v in d.keywords_add]
+                    + [k.bigram(shard, g) for g in d.bigrams_add]
+                )
             chunk = docnum // CHUNK_DOCS
             counter = f"cl:{chunk}"
             if d.live_delta:
@@ -259,6 +268,8 @@ class DocumentStore:
             stats.append(["N", d.live_delta])
         if d.postings_delta:
             stats.append(["postings", d.postings_delta])
+        if bigram_delta := len(d.bigrams_add) - len(d.bigrams_remove):
+            stats.append(["bigrams", bigram_delta])
         for name, delta in zip(self.schema.text_fields, d.length_delta, strict=True):
             if delta:
                 stats.append([f"tl:{name}", delta])

@@ -6,6 +6,13 @@ Search-mode segmentation gives a word and its dictionary sub-words: 北京烤鸭
 So ``and`` requires each *maximal* query token — one that is not part of a longer query
 token — and accepts in its place a *cover*: query tokens that, laid end to end, spell it
 (北京 + 烤鸭). Sub-tokens are not required on their own; they still score.
+
+With the Han bigram postings (``index.han_bigrams``) each Han run of the query is a unit
+of its own: a document satisfies it by its tokens as above, *or* by containing the run
+as a substring of a text field (found by intersecting the run's bigram postings, then
+checked against the text for runs of 3 or more characters, whose bigrams may lie apart).
+So ``and`` finds every document that contains the string, however either side was
+segmented: 京烤 in 北京烤鸭, 集团采用 across two words.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Any
+
+from rtindex.indexer.analysis import bigrams_of_run, normalize
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +80,49 @@ def and_requirements(terms: list[str]) -> list[Requirement]:
     inside = _inside_others(unique)  # part of a longer query token: that one covers it
     parts = set(unique)
     return [Requirement(t, _cover(t, parts)) for t in unique if t not in inside]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One unit of ``op=and``: satisfied by meeting every requirement (when there are
+    any), or, when ``run`` is set, by containing that Han string."""
+
+    requirements: tuple[Requirement, ...]
+    run: str = ""
+
+    @property
+    def bigrams(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(bigrams_of_run(self.run)))
+
+    @property
+    def exact_by_bigrams(self) -> bool:
+        """A run of two characters is its one bigram: its postings need no checking."""
+        return len(self.run) == 2
+
+
+def and_groups(segments: list[tuple[str, list[str]]], substrings: bool) -> list[Group]:
+    """The units ``op=and`` requires, from the query's segments (Analyzer.segments).
+
+    With ``substrings``, each distinct Han run of two or more characters is a group of
+    its own; the tokens of everything else (other words, single Han characters) form one
+    group, as do all tokens without ``substrings`` (the word-only ``and``). A group with
+    neither requirements nor a run asks for nothing and is left out (stop words only).
+    """
+    runs: dict[str, list[str]] = {}
+    rest: list[str] = []
+    for run, tokens in segments:
+        if substrings and len(run) >= 2:
+            runs.setdefault(run, []).extend(tokens)
+        else:
+            rest.extend(tokens)
+    groups = [Group(tuple(and_requirements(t)), run) for run, t in runs.items()]
+    if rest:
+        groups.append(Group(tuple(and_requirements(rest))))
+    return groups
+
+
+def contains_run(src: dict[str, Any], text_fields: tuple[str, ...] | list[str], run: str) -> bool:
+    """Whether a stored document's text fields contain the (normalized) Han ``run``."""
+    return any(
+        isinstance(value := src.get(name), str) and run in normalize(value) for name in text_fields
+    )

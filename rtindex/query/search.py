@@ -23,7 +23,7 @@ from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.connection import connect
 from rtindex.indexer.keys import CHUNK_DOCS, Keys, geo_columns
 from rtindex.query.bm25 import idf, term_scores
-from rtindex.query.matching import and_requirements
+from rtindex.query.matching import Group, Requirement, and_groups, contains_run
 from rtindex.query.postings import (
     decode_docnums,
     decode_text_postings,
@@ -88,6 +88,10 @@ class _Shard:
     postings: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint16]]]
     allowed: list[list[npt.NDArray[np.uint32]]]  # per keyword filter, per value
     preferred: list[npt.NDArray[np.uint32]]  # per preference, the documents matching it
+    bigrams: dict[str, npt.NDArray[np.uint32]] = field(default_factory=dict)
+    size: int = 0  # 1 + the largest docnum any of its postings holds
+    match: npt.NDArray[np.bool_] | None = None  # op=and: the documents that qualify
+    bonus: npt.NDArray[np.float64] | None = None  # op=and: score of containing a query run
     chunks: list[int] = field(default_factory=list)
     lengths: dict[int, bytes | None] = field(default_factory=dict)
     values: dict[str, dict[int, bytes | None]] = field(default_factory=dict)
@@ -112,6 +116,34 @@ def unique_terms(tokens: list[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
+def _intersect(lists: list[npt.NDArray[np.uint32]]) -> npt.NDArray[np.uint32]:
+    """Docnums in every (sorted, unique) list; the shortest first keeps it cheap."""
+    if not lists:
+        return np.zeros(0, np.uint32)
+    ordered = sorted(lists, key=len)
+    out = ordered[0]
+    for other in ordered[1:]:
+        if not len(out):
+            break
+        out = np.intersect1d(out, other, assume_unique=True)
+    return out
+
+
+def _requirements_mask(
+    requirements: tuple[Requirement, ...], has: dict[str, npt.NDArray[np.bool_]], size: int
+) -> npt.NDArray[np.bool_]:
+    """The documents meeting every requirement; none when there are no requirements."""
+    if not requirements:
+        return np.zeros(size, bool)
+    match = np.ones(size, bool)
+    for need in requirements:
+        ok = has[need.term]
+        if need.cover:
+            ok = ok | np.logical_and.reduce([has[p] for p in need.cover])
+        match &= ok
+    return match
+
+
 class Searcher:
     """Answers keyword queries from Redis. Thread-safe (the Redis pool is)."""
 
@@ -125,6 +157,7 @@ class Searcher:
         self.boosts = [self.schema.text[f].boost for f in self.text_fields]
         self.k1, self.b = settings.bm25.k1, settings.bm25.b
         self.search_boost = settings.behavior.search_boost
+        self.han_bigrams = settings.index.han_bigrams
 
     @classmethod
     def connect(cls, settings: Settings) -> Searcher:
@@ -151,21 +184,35 @@ class Searcher:
         multiplied by 1 + ``behavior.search_boost`` * its best matching weight."""
         t0 = time.perf_counter()
         self.check(req)
-        terms = unique_terms(self.analyzer.tokens(req.q))
+        groups: list[Group] = []
+        if req.op == "and":
+            segments = self.analyzer.segments(req.q)
+            terms = unique_terms([t for _run, tokens in segments for t in tokens])
+            groups = and_groups(segments, self.han_bigrams)
+        else:
+            terms = unique_terms(self.analyzer.tokens(req.q))
         prefs = [(f, v, w) for (f, v), w in (preferences or {}).items() if f in self.schema.keyword]
-        total, hits = self._search(req, terms, prefs) if terms else (0, [])
+        wanted = terms or any(g.run for g in groups)
+        total, hits = self._search(req, terms, groups, prefs) if wanted else (0, [])
         return {"total": total, "took_ms": (time.perf_counter() - t0) * 1e3, "hits": hits}
 
     def _search(
-        self, req: SearchRequest, terms: list[str], prefs: list[tuple[str, str, float]]
+        self,
+        req: SearchRequest,
+        terms: list[str],
+        groups: list[Group],
+        prefs: list[tuple[str, str, float]],
     ) -> tuple[int, list[dict[str, Any]]]:
         keys, n_text = self.keys, len(self.text_fields)
         filters = list(req.keywords.items())
+        grams = list(dict.fromkeys(g for group in groups for g in group.bigrams))
         pipe = self.client.pipeline(transaction=False)
         for s in range(keys.shards):
             pipe.hmget(keys.stats(s), ["N", *(f"tl:{f}" for f in self.text_fields)])
             for t in terms:
                 pipe.get(keys.postings(s, t))
+            for g in grams:
+                pipe.get(keys.bigram(s, g))
             for _f, vals in filters:
                 for v in vals:
                     pipe.get(keys.keyword(s, _f, v))
@@ -182,10 +229,11 @@ class Searcher:
             n_docs += int(st[0] or 0)
             total_len += [int(x or 0) for x in st[1:]]
             postings = [decode_text_postings(next(replies), n_text) for _ in terms]
-            df += [len(d) for d, _ in postings]
+            df += np.array([len(d) for d, _ in postings], np.int64)
+            bigram_docs = {g: decode_docnums(next(replies)) for g in grams}
             allowed = [[decode_docnums(next(replies)) for _ in vals] for _f, vals in filters]
             preferred = [decode_docnums(next(replies)) for _ in prefs]
-            shards.append(_Shard(s, postings, allowed, preferred))
+            shards.append(_Shard(s, postings, allowed, preferred, bigram_docs))
         if n_docs <= 0:
             return 0, []
         avgdl = total_len / n_docs
@@ -195,9 +243,23 @@ class Searcher:
         columns = [*req.ranges]
         if req.geo is not None:
             columns.extend(geo_columns(req.geo.field))
+        for sh in shards:
+            sh.size = 1 + max(
+                (
+                    int(d[-1])
+                    for d in [*(d for d, _ in sh.postings), *sh.bigrams.values()]
+                    if len(d)
+                ),
+                default=-1,
+            )
+        if groups:
+            self._and_match(groups, terms, shards, n_docs)
         pipe = self.client.pipeline(transaction=False)
         for sh in shards:
-            sh.chunks = sorted({c for d, _ in sh.postings for c in chunks_of(d)})
+            docs = [d for d, _ in sh.postings]
+            if sh.match is not None:
+                docs = [np.flatnonzero(sh.match).astype(np.uint32)]
+            sh.chunks = sorted({c for d in docs for c in chunks_of(d)})
             for ch in sh.chunks:
                 pipe.get(keys.doc_lengths(sh.shard, ch))
                 for col in columns:
@@ -229,8 +291,8 @@ class Searcher:
         """Scores accumulate in an array indexed by docnum (dense per shard): O(postings
         + docnums) with no sorting or merging of posting lists."""
         n_text = len(self.text_fields)
-        size = 1 + max((int(d[-1]) for d, _ in sh.postings if len(d)), default=-1)
-        if size == 0:
+        size = sh.size
+        if size <= 0:
             return None
         lengths = np.zeros((size, n_text), np.uint16)
         for ch, blob in sh.lengths.items():
@@ -246,8 +308,10 @@ class Searcher:
                 acc[docs] += term_scores(
                     tfs, lengths[docs], avgdl, self.boosts, term_idf, self.k1, self.b
                 )
+        if sh.bonus is not None:
+            acc += sh.bonus
         # op=or: every posting scores > 0 (Lucene's idf is never negative), so acc > 0.
-        match = self._and_mask(terms, sh, size) if req.op == "and" else acc > 0
+        match = sh.match.copy() if sh.match is not None else acc > 0
         for values in sh.allowed:
             ok = np.zeros(size, bool)
             for docs in values:
@@ -281,20 +345,84 @@ class Searcher:
             scores = scores * (1.0 + self.search_boost * liked[c])
         return _ShardHits(sh.shard, c, scores)
 
-    @staticmethod
-    def _and_mask(terms: list[str], sh: _Shard, size: int) -> npt.NDArray[np.bool_]:
-        has = {}
-        for t, (docs, _) in zip(terms, sh.postings, strict=True):
-            m = np.zeros(size, bool)
-            m[docs] = True
-            has[t] = m
-        match = np.ones(size, bool)
-        for need in and_requirements(terms):
-            ok = has[need.term]
-            if need.cover:
-                ok = ok | np.logical_and.reduce([has[p] for p in need.cover])
-            match &= ok
-        return match
+    def _and_match(
+        self, groups: list[Group], terms: list[str], shards: list[_Shard], n_docs: int
+    ) -> None:
+        """Set each shard's ``op=and`` match mask, and the bonus of the documents that
+        contain a query run: such a document scores as if the run were one more term."""
+        state = []
+        checks: list[tuple[int, str, npt.NDArray[np.uint32]]] = []
+        for sh in shards:
+            has = {}
+            for t, (docs, _) in zip(terms, sh.postings, strict=True):
+                m = np.zeros(sh.size, bool)
+                m[docs] = True
+                has[t] = m
+            per_group = []
+            for group in groups:
+                ok = _requirements_mask(group.requirements, has, sh.size)
+                inside = np.zeros(0, np.uint32)
+                if group.run:
+                    inside = _intersect([sh.bigrams[g] for g in group.bigrams])
+                    if not group.exact_by_bigrams:
+                        # Bigrams apart prove nothing: check the text of the documents
+                        # only the substring path would let in (few: see BENCHMARKS.md).
+                        unsure = inside[~ok[inside]]
+                        if len(unsure):
+                            checks.append((sh.shard, group.run, unsure))
+                per_group.append((ok, inside))
+            state.append(per_group)
+        confirmed = self._contains(checks)
+        df = dict.fromkeys((g.run for g in groups if g.run), 0)
+        for sh, per_group in zip(shards, state, strict=True):
+            for group, (ok, inside) in zip(groups, per_group, strict=True):
+                if group.run:
+                    if not group.exact_by_bigrams:
+                        unsure = inside[~ok[inside]]
+                        drop = np.setdiff1d(unsure, confirmed.get((sh.shard, group.run), unsure))
+                        inside = np.setdiff1d(inside, drop, assume_unique=True)
+                    df[group.run] += len(inside)
+        for sh, per_group in zip(shards, state, strict=True):
+            match = np.ones(sh.size, bool)
+            bonus = np.zeros(sh.size)
+            for group, (ok, inside) in zip(groups, per_group, strict=True):
+                if group.run:
+                    ok = ok.copy()
+                    ok[inside] = True
+                    bonus[inside] += idf(n_docs, df[group.run])
+                match &= ok
+            sh.match, sh.bonus = match, bonus
+
+    def _contains(
+        self, checks: list[tuple[int, str, npt.NDArray[np.uint32]]]
+    ) -> dict[tuple[int, str], npt.NDArray[np.uint32]]:
+        """For each (shard, run, docnums): the docnums whose text fields contain the run.
+        Two pipelined round trips (ids, then stored sources), and none without checks."""
+        if not checks:
+            return {}
+        wanted = sorted({(s, int(d)) for s, _run, docs in checks for d in docs})
+        pipe = self.client.pipeline(transaction=False)
+        for s, d in wanted:
+            pipe.hget(self.keys.ids(s), str(d))
+        ids = dict(zip(wanted, pipe.execute(), strict=True))
+        found = [(key, i.decode()) for key, i in ids.items() if i is not None]
+        pipe = self.client.pipeline(transaction=False)
+        for (s, _d), doc_id in found:
+            pipe.hget(self.keys.doc(s, doc_id), "src")
+        srcs = {
+            key: orjson.loads(src)
+            for (key, _i), src in zip(found, pipe.execute(), strict=True)
+            if src
+        }
+        out = {}
+        for s, run, docs in checks:
+            keep = [
+                d
+                for d in docs
+                if (src := srcs.get((s, int(d)))) and contains_run(src, self.text_fields, run)
+            ]
+            out[(s, run)] = np.array(keep, np.uint32)
+        return out
 
     def _page(
         self, req: SearchRequest, results: list[_ShardHits]

@@ -85,8 +85,15 @@ def test_lifecycle_through_kafka_and_http(
     send(s, upsert("poi-5", 1, title="小馆", body="我在北京烤鸭店吃饭"))
     wait_until(lambda: settled(consumer, 4), message=lambda: str(consumer.totals))
     assert set(ids(api, q="北京烤鸭", op="and")) == {"poi-2", "poi-5"}
+    # and-mode finds a Han string inside or across words, whatever the segmentation
+    # (bigram postings): 京烤 and 烤鸭店 are in poi-5's text; 京烤鸭老 only in poi-2's.
+    assert set(ids(api, q="京烤", op="and")) == {"poi-2", "poi-5"}
+    assert ids(api, q="烤鸭店", op="and") == ["poi-5"]
+    assert ids(api, q="京烤鸭老", op="and") == ["poi-2"]
+    assert ids(api, q="京烤", op="or") == []  # or-mode stays word-based: no token 京烤
     send(s, {"op": "delete", "id": "poi-5", "version": 2, "ts": 1})
     wait_until(lambda: settled(consumer, 5), message=lambda: str(consumer.totals))
+    assert ids(api, q="京烤", op="and") == ["poi-2"]  # the delete took its bigrams
 
     # An update, a patch, a stale version, a duplicate and a malformed message, in one go.
     send(

@@ -20,7 +20,13 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from rtindex.indexer.batch import index_documents
-from rtindex.indexer.docview import apply_patch, build_view, clean_upsert, numeric_columns
+from rtindex.indexer.docview import (
+    apply_patch,
+    build_view,
+    clean_upsert,
+    numeric_columns,
+    text_bigrams,
+)
 from rtindex.indexer.dump import dump_namespace
 from rtindex.indexer.events import DeleteEvent, PatchEvent, UpsertEvent
 from rtindex.indexer.keys import CHUNK_DOCS, Keys
@@ -33,7 +39,7 @@ from rtindex.settings import Settings
 pytestmark = pytest.mark.integration
 
 IDS = ["a", "b", "c", "d", "é/{x}:*"]
-WORDS = ["alpha", "beta", "gamma", "delta", "北京", "烤鸭"]
+WORDS = ["alpha", "beta", "gamma", "delta", "北京", "烤鸭", "北京烤鸭店"]
 
 
 def tok(text: str) -> list[str]:
@@ -185,6 +191,11 @@ def check_against_model(
             postings_want.setdefault(keys.postings(shard, term), {})[doc_id] = tf
         for f, v in view.keywords:
             keywords_want.setdefault(keys.keyword(shard, f, v), set()).add(doc_id)
+        # Han bigram postings: docnum lists like keywords, one per bigram of the text.
+        grams = text_bigrams(live[doc_id], schema)
+        stats_want[shard]["bigrams"] += len(grams)
+        for g in grams:
+            keywords_want.setdefault(keys.bigram(shard, g), set()).add(doc_id)
         docnum = got[doc_id].docnum
         assert docnum is not None
         chunks.add((shard, docnum // CHUNK_DOCS))
@@ -271,7 +282,12 @@ def test_interleaved_writers_keep_postings_sorted(
         plans = [
             p
             for i in groups
-            if (p := plan_document(i, stored[i], groups[i], store.schema, tok)[0]) is not None
+            if (
+                p := plan_document(
+                    i, stored[i], groups[i], store.schema, tok, bigrams=store.han_bigrams
+                )[0]
+            )
+            is not None
         ]
         store.allocate_docnums(plans)  # A holds its docnums ...
         index_documents(store, second, tok)  # ... while B allocates and applies later ones

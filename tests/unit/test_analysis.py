@@ -310,3 +310,25 @@ def test_latin_word_is_found_in_any_context(word: str, before: str, after: str) 
         return
     assert word in an.tokens(word)
     assert word in an.tokens(f"{before} {word.upper()}，{after}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="北京烤鸭店的 iPhone15-c++ＡＢ。\u0301", max_size=30))
+def test_segments_are_the_tokens_with_their_origin(text: str) -> None:
+    a = analyzer()
+    segments = a.segments(text)
+    assert [t for _run, tokens in segments for t in tokens] == a.tokens(text)
+    assert [run for run, _ in segments if run] == analysis.han_runs(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="北京烤鸭店的 ab。", max_size=30), st.data())
+def test_every_han_substring_has_its_bigrams_in_the_text(text: str, data: st.DataObject) -> None:
+    grams = analysis.han_bigrams(text)
+    for run in analysis.han_runs(text):
+        if len(run) < 2:
+            continue
+        i = data.draw(st.integers(0, len(run) - 2))
+        j = data.draw(st.integers(i + 2, len(run)))
+        assert set(analysis.bigrams_of_run(run[i:j])) <= grams
+    assert analysis.han_bigrams("京烤 烤鸭") == {"京烤", "烤鸭"}  # never across a gap

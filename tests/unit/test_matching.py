@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtindex.query.matching import Requirement, and_requirements, cover_of
+from rtindex.query.matching import (
+    Group,
+    Requirement,
+    and_groups,
+    and_requirements,
+    contains_run,
+    cover_of,
+)
 
 
 def test_word_with_its_sub_words_needs_the_word_or_a_cover() -> None:
@@ -47,3 +54,34 @@ def test_every_term_is_required_or_inside_a_required_term(terms: list[str]) -> N
     for r in reqs:
         assert not r.cover or "".join(r.cover) == r.term
         assert all(p in terms and p != r.term for p in r.cover)
+
+
+def test_each_han_run_is_a_group_with_its_own_requirements() -> None:
+    segments = [("北京烤鸭", ["北京", "烤鸭", "北京烤鸭"]), ("", ["iphone"]), ("店", ["店"])]
+    groups = and_groups(segments, substrings=True)
+    assert groups == [
+        Group((Requirement("北京烤鸭", ("北京", "烤鸭")),), "北京烤鸭"),
+        Group((Requirement("iphone"), Requirement("店"))),
+    ]
+    assert groups[0].bigrams == ("北京", "京烤", "烤鸭") and not groups[0].exact_by_bigrams
+    assert Group((), "京烤").exact_by_bigrams
+
+
+def test_without_substrings_all_tokens_form_one_group() -> None:
+    segments = [("北京烤鸭", ["北京", "烤鸭", "北京烤鸭"]), ("", ["iphone"])]
+    assert and_groups(segments, substrings=False) == [
+        Group((Requirement("北京烤鸭", ("北京", "烤鸭")), Requirement("iphone")))
+    ]
+
+
+def test_a_run_of_stop_words_is_still_a_substring_to_find() -> None:
+    assert and_groups([("的了", [])], substrings=True) == [Group((), "的了")]
+    assert and_groups([("", [])], substrings=True) == []
+
+
+def test_contains_run_looks_in_normalized_text_fields_only() -> None:
+    src = {"title": "老北京烤鸭", "category": "京烤", "body": 3}
+    assert contains_run(src, ["title", "body"], "京烤")
+    assert not contains_run(src, ["body"], "京烤")  # a keyword field does not count
+    assert contains_run({"title": "北京 烤鸭"}, ["title"], "北京")
+    assert not contains_run({"title": "北京 烤鸭"}, ["title"], "京烤")

@@ -31,7 +31,7 @@ def live(v: int, docnum: int, **doc: object) -> Stored:
 
 
 def fold(base: Stored, *events: UpsertEvent | PatchEvent | DeleteEvent):  # type: ignore[no-untyped-def]
-    return plan_document("a", base, list(enumerate(events)), SCHEMA, tok)
+    return plan_document("a", base, list(enumerate(events)), SCHEMA, tok, bigrams=True)
 
 
 def test_new_document() -> None:
@@ -97,3 +97,27 @@ def test_delete_then_recreate_in_one_batch_keeps_the_docnum() -> None:
 def test_group_by_id_keeps_arrival_order() -> None:
     a1, b1, a2 = up(1), DeleteEvent(op="delete", id="b", version=1, ts=1), up(2)
     assert group_by_id([a1, b1, a2]) == {"a": [(0, a1), (2, a2)], "b": [(1, b1)]}
+
+
+def test_bigram_postings_follow_the_text_and_only_the_text() -> None:
+    plan, _ = fold(Stored(), up(1, title="北京烤鸭", category="餐饮"))
+    assert plan is not None
+    assert plan.diff.bigrams_add == ("京烤", "北京", "烤鸭") and plan.diff.bigrams_remove == ()
+    base = live(1, 7, title="北京烤鸭", category="餐饮")
+    # A patch that leaves the text alone touches no bigram posting.
+    plan, _ = fold(base, patch(2, category="小吃"))
+    assert plan is not None and plan.diff.bigrams_add == plan.diff.bigrams_remove == ()
+    # New text: only the changed bigrams move.
+    plan, _ = fold(base, patch(2, title="北京烤肉"))
+    assert plan is not None
+    assert plan.diff.bigrams_add == ("烤肉",) and plan.diff.bigrams_remove == ("烤鸭",)
+    # A delete drops them all.
+    plan, _ = fold(base, delete(2))
+    assert plan is not None and plan.diff.bigrams_remove == ("京烤", "北京", "烤鸭")
+
+
+def test_no_bigram_postings_when_the_index_keeps_none() -> None:
+    plan, _ = plan_document(
+        "a", Stored(), [(0, up(1, title="北京烤鸭"))], SCHEMA, tok, bigrams=False
+    )
+    assert plan is not None and plan.diff.bigrams_add == ()
