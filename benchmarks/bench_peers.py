@@ -722,8 +722,10 @@ def render(r: dict[str, Any]) -> str:
         f"engines taking turns every {BLOCK} queries. Examples: "
         + ", ".join(f"`{q}`" for q in r["examples"][:4])
         + ". 'same totals' is the share of the first 200 queries for which the engine counts "
-        "as many matches as rtindex (FTS5 and tantivy get rtindex's tokens and `and` "
-        "requirements, so 100% is expected; RediSearch segments with friso):",
+        "as many matches as rtindex (FTS5 and tantivy get rtindex's tokens and its word "
+        "`and` requirements, so 100% is expected in `or` mode; in `and` mode rtindex also "
+        "finds documents that contain a query word as a substring of other words, through "
+        "its bigram postings; RediSearch segments with friso):",
         table(
             ["mode", "engine", "p50", "p90", "p99", "max", "p99 vs RediSearch", "same totals"],
             rows,

@@ -23,14 +23,14 @@ the share of the true documents returned (the mean over queries; 'pooled' sums o
 queries; 'full' is the share of queries with recall 1), **precision@10** the share of the
 top min(10, returned) that contain the string (over queries that returned anything).
 Engines (peers.py): rtindex (jieba search mode; ``and`` accepts a word's sub-words in its
-place), RediSearch (friso), tantivy and SQLite FTS5 on rtindex's tokens with rtindex's
-``and`` requirements (the same documents as rtindex: a cross-check), and FTS5 with a
-plain AND of every query token, what jieba + an ordinary engine gives.
+place, and a Han run by substring through the bigram postings), RediSearch (friso),
+tantivy and SQLite FTS5 on rtindex's tokens with rtindex's word ``and`` requirements (what
+rtindex's ``and`` gives without the bigram postings), and FTS5 with a plain AND of every
+query token, what jieba + an ordinary engine gives.
 
-What would close the gap for non-words: the last section counts, on each corpus, the
-postings of Han character bigrams (every two adjacent Han characters) against the word
-postings rtindex keeps, and how many documents a bigram intersection would leave to be
-verified by substring search.
+rtindex answers non-words with its Han character bigram postings (``index.han_bigrams``,
+on by default); the last section reports what they cost in memory on each corpus and how
+many documents a bigram intersection leaves to be checked against the text.
 """
 
 from __future__ import annotations
@@ -432,40 +432,29 @@ def notes(r: dict[str, Any]) -> str:
         b, m = c["bigrams"], c["memory"]
         word_post = m["postings"]
         pk = m.get("postings_keys_bytes", 0.0)
-        per_post = pk / max(word_post, 1)
-        overhead = m.get("postings_key_overhead", 0.0)
-        lean = 4 * b["bigram_postings"] + overhead * b["bigram_terms"]
+        gk = m.get("bigram_keys_bytes", 0.0)
         lines.append(
-            f"- {name}: {b['bigram_postings']:,} Han bigram postings ({b['bigram_terms']:,} "
-            f"distinct bigrams) against {word_post:,} word postings "
-            f"({b['bigram_postings'] / max(word_post, 1):.2f}x) in {pk / 2**20:,.1f} MiB of "
-            f"posting keys ({per_post:.1f} bytes per posting, key overhead included; "
-            f"{m['bytes'] / 2**20:,.1f} MiB for the whole index). At that cost per posting the "
-            f"bigrams would add {b['bigram_postings'] * per_post / 2**20:,.1f} MiB "
-            f"({100 * b['bigram_postings'] * per_post / max(m['bytes'], 1):.0f}% more); as "
-            f"docnum-only postings (4 bytes, no tf) plus the {overhead:.0f} bytes each posting "
-            f"key costs beyond its records, {lean / 2**20:,.1f} MiB "
-            f"({100 * lean / max(m['bytes'], 1):.0f}% more). A non-word's bigram intersection "
-            f"leaves {b['candidates_mean']:,.1f} candidate documents on average for "
-            f"{b['truth_mean']:,.1f} that contain the string "
-            f"({b['candidates_over_truth']:.2f}x), so verification reads few documents."
+            f"- {name}: {m.get('bigram_postings', 0):,} Han bigram postings in "
+            f"{m.get('bigram_keys', 0):,} keys against {word_post:,} word postings "
+            f"({m.get('bigram_postings', 0) / max(word_post, 1):.2f}x); the bigram keys take "
+            f"{gk / 2**20:,.1f} MiB, {100 * gk / max(m['bytes'], 1):.0f}% of the whole index's "
+            f"{m['bytes'] / 2**20:,.1f} MiB (the word postings {pk / 2**20:,.1f} MiB). A "
+            f"sampled string's bigram intersection leaves {b['candidates_mean']:,.1f} "
+            f"candidate documents on average for {b['truth_mean']:,.1f} that contain it "
+            f"({b['candidates_over_truth']:.2f}x), so the check reads few documents."
         )
     return (
-        "**Why rtindex misses non-words, and what would close the gap.** rtindex indexes "
-        "jieba's search-mode words (a word and the dictionary words inside it), and `and` "
-        "asks for the query's words. A sub-word query (北京) is covered, because search mode "
-        "emits 北京 inside 北京烤鸭. A string that crosses a word boundary (京烤, 济发) is cut "
-        "into other words, often single characters, or into a word that jieba's HMM invents "
-        "for the query alone; the documents never had those tokens at those places, so "
-        "they are missed or, when single characters match anywhere in a document, found "
-        "with poor precision. No word index can answer a substring question exactly; a "
-        "character n-gram index can. The fix: index Han character bigrams as well (a second "
-        "posting family, docnums only), answer a Han query that is not a dictionary word "
-        "(or any query, as a fallback when word recall is in doubt) by intersecting its "
-        "bigrams' postings, then verify the candidates by substring search on the stored "
-        "text (rtindex keeps it in `d:`), and score the survivors with BM25 on their words. "
-        "That gives recall 1 and precision 1 by construction for strings of 2+ characters. "
-        "Measured here:\n\n" + "\n".join(lines) + trailing(r)
+        "**How rtindex finds non-words.** rtindex indexes jieba's search-mode words (a word "
+        "and the dictionary words inside it) and, beside them, every Han character bigram of "
+        "the text (docnums only, `index.han_bigrams`). In `and` mode each Han run of the "
+        "query is met by its words (as before: a sub-word query like 北京 is covered because "
+        "search mode emits 北京 inside 北京烤鸭) or by containing the run: the intersection "
+        "of its bigrams' postings, checked against the stored text for runs of 3 or more "
+        "characters (their bigrams may lie apart). A string that crosses a word boundary "
+        "(京烤, 济发) is cut by jieba into other words, often single characters, that the "
+        "documents never had at those places; the bigrams find it anyway. A document that "
+        "contains the run scores one more term's idf, so containing documents rank above "
+        "those that only have the words apart. Measured here:\n\n" + "\n".join(lines) + trailing(r)
     )
 
 

@@ -36,7 +36,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -679,20 +679,25 @@ class Rtindex(Engine):
             # d: keys (stored source + the indexed view kept to diff updates), estimated
             "stored_bytes": fwd,
             "index_bytes": total - fwd,
-            **self._postings_keys(stats["terms"]),
+            "bigram_postings": stats["bigram_postings"],
+            **self._keys_usage("postings", self.keys.postings_prefix, stats["terms"]),
+            **self._keys_usage("bigram", lambda shard: self.keys.bigram(shard, ""), None),
         }
 
-    def _postings_keys(self, terms: int) -> dict[str, float]:
-        """The text posting keys (p:), from MEMORY USAGE and STRLEN of up to 1,000 of them."""
+    def _keys_usage(
+        self, name: str, prefix: Callable[[int], str], count: int | None
+    ) -> dict[str, float]:
+        """Posting keys under a prefix (p: text, g: Han bigrams), estimated from MEMORY
+        USAGE and STRLEN of up to 1,000 of them; ``count`` None: counted by SCAN."""
         keys = []
         for shard in range(self.keys.shards):
-            pattern = self.keys.postings_prefix(shard) + "*"
-            for k in self.client.scan_iter(match=pattern, count=10_000):
+            for k in self.client.scan_iter(match=prefix(shard) + "*", count=10_000):
                 keys.append(k)
-                if len(keys) >= 20_000:
+                if count is not None and len(keys) >= 20_000:
                     break
         if not keys:
             return {}
+        n = len(keys) if count is None else count
         sample = random.Random(1).sample(keys, min(1000, len(keys)))
         pipe = self.client.pipeline(transaction=False)
         for k in sample:
@@ -701,9 +706,10 @@ class Rtindex(Engine):
         r = pipe.execute()
         usage, payload = sum(u or 0 for u in r[::2]) / len(sample), sum(r[1::2]) / len(sample)
         return {
-            "postings_keys_bytes": usage * terms,  # all p: keys, estimated
-            "postings_payload_bytes": payload * terms,  # their record bytes (STRLEN)
-            "postings_key_overhead": usage - payload,  # per key: key, object, spare room
+            f"{name}_keys": n,
+            f"{name}_keys_bytes": usage * n,  # all such keys, estimated
+            f"{name}_payload_bytes": payload * n,  # their record bytes (STRLEN)
+            f"{name}_key_overhead": usage - payload,  # per key: key, object, spare room
         }
 
     def close(self) -> None:

@@ -165,6 +165,11 @@ class IndexCollector(Collector):
             ),
             ("rtindex_index_terms", "Distinct terms", s["index"]["terms"]),
             ("rtindex_index_postings", "Text postings", s["index"]["postings"]),
+            (
+                "rtindex_index_bigram_postings",
+                "Han bigram postings (the substring index)",
+                s["index"]["bigram_postings"],
+            ),
             ("rtindex_behavior_users", "Users with behavior state", s["behavior"]["users"]),
             ("rtindex_behavior_items", "Items with behavior state", s["behavior"]["items"]),
         ]

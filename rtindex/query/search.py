@@ -466,7 +466,7 @@ class Searcher:
         return {"id": doc_id, "version": int(v), "doc": orjson.loads(src)}
 
     def index_stats(self) -> dict[str, int]:
-        names = ["N", "terms", "postings", "tombstones"]
+        names = ["N", "terms", "postings", "tombstones", "bigrams"]
         pipe = self.client.pipeline(transaction=False)
         for s in range(self.keys.shards):
             pipe.hmget(self.keys.stats(s), names)
@@ -479,4 +479,5 @@ class Searcher:
             "terms": totals["terms"],
             "postings": totals["postings"],
             "tombstones": totals["tombstones"],
+            "bigram_postings": totals["bigrams"],  # the substring index (index.han_bigrams)
         }
