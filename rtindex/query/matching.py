@@ -104,9 +104,11 @@ def and_groups(segments: list[tuple[str, list[str]]], substrings: bool) -> list[
     """The units ``op=and`` requires, from the query's segments (Analyzer.segments).
 
     With ``substrings``, each distinct Han run of two or more characters is a group of
-    its own; the tokens of everything else (other words, single Han characters) form one
-    group, as do all tokens without ``substrings`` (the word-only ``and``). A group with
-    neither requirements nor a run asks for nothing and is left out (stop words only).
+    its own, met by its words (none of them a single character: see ``_positional``) or
+    by containing the run; the tokens of everything else (other words, single Han
+    characters) form one group, as do all tokens without ``substrings`` (the word-only
+    ``and``). A group with neither requirements nor a run asks for nothing and is left
+    out (stop words only).
     """
     runs: dict[str, list[str]] = {}
     rest: list[str] = []
@@ -115,10 +117,23 @@ def and_groups(segments: list[tuple[str, list[str]]], substrings: bool) -> list[
             runs.setdefault(run, []).extend(tokens)
         else:
             rest.extend(tokens)
-    groups = [Group(tuple(and_requirements(t)), run) for run, t in runs.items()]
+    groups = [Group(_positional(and_requirements(t)), run) for run, t in runs.items()]
     if rest:
         groups.append(Group(tuple(and_requirements(rest))))
     return groups
+
+
+def _positional(requirements: list[Requirement]) -> tuple[Requirement, ...]:
+    """A run's word path, without single characters. A lone Han character says nothing
+    about where it stands: 京烤 segments as 京 + 烤, and every document with both
+    characters anywhere as words would match. Such a run is met by containing it only.
+    A cover with a single character in it is dropped; its word still counts."""
+    out = []
+    for r in requirements:
+        if len(r.term) < 2:
+            return ()
+        out.append(Requirement(r.term, r.cover if all(len(p) >= 2 for p in r.cover) else ()))
+    return tuple(out)
 
 
 def contains_run(src: dict[str, Any], text_fields: tuple[str, ...] | list[str], run: str) -> bool:

@@ -253,7 +253,11 @@ class Searcher:
                 default=-1,
             )
         if groups:
-            self._and_match(groups, terms, shards, n_docs)
+            # The most any document can score on the query's words: a document containing
+            # a query run scores at least this much more, so it ranks above every document
+            # that only has the run's words apart (a phrase match first).
+            ceiling = (self.k1 + 1) * sum(self.boosts) * sum(idfs)
+            self._and_match(groups, terms, shards, n_docs, ceiling)
         pipe = self.client.pipeline(transaction=False)
         for sh in shards:
             docs = [d for d, _ in sh.postings]
@@ -346,10 +350,16 @@ class Searcher:
         return _ShardHits(sh.shard, c, scores)
 
     def _and_match(
-        self, groups: list[Group], terms: list[str], shards: list[_Shard], n_docs: int
+        self,
+        groups: list[Group],
+        terms: list[str],
+        shards: list[_Shard],
+        n_docs: int,
+        ceiling: float,
     ) -> None:
         """Set each shard's ``op=and`` match mask, and the bonus of the documents that
-        contain a query run: such a document scores as if the run were one more term."""
+        contain a query run: ``ceiling`` (the most the words can score) plus the run's idf
+        as if it were one more term."""
         state = []
         checks: list[tuple[int, str, npt.NDArray[np.uint32]]] = []
         for sh in shards:
@@ -365,23 +375,27 @@ class Searcher:
                 if group.run:
                     inside = _intersect([sh.bigrams[g] for g in group.bigrams])
                     if not group.exact_by_bigrams:
-                        # Bigrams apart prove nothing: check the text of the documents
-                        # only the substring path would let in (few: see BENCHMARKS.md).
-                        unsure = inside[~ok[inside]]
+                        # Bigrams apart prove nothing. A document whose tokens include the
+                        # run itself contains it; the others are checked against their text.
+                        sure = has.get(group.run)
+                        unsure = inside if sure is None else inside[~sure[inside]]
                         if len(unsure):
                             checks.append((sh.shard, group.run, unsure))
                 per_group.append((ok, inside))
             state.append(per_group)
         confirmed = self._contains(checks)
+        unconfirmed = {
+            (s, run): np.setdiff1d(docs, confirmed[(s, run)], assume_unique=True)
+            for s, run, docs in checks
+        }
         df = dict.fromkeys((g.run for g in groups if g.run), 0)
         for sh, per_group in zip(shards, state, strict=True):
-            for group, (ok, inside) in zip(groups, per_group, strict=True):
-                if group.run:
-                    if not group.exact_by_bigrams:
-                        unsure = inside[~ok[inside]]
-                        drop = np.setdiff1d(unsure, confirmed.get((sh.shard, group.run), unsure))
-                        inside = np.setdiff1d(inside, drop, assume_unique=True)
-                    df[group.run] += len(inside)
+            for i, (group, (ok, inside)) in enumerate(zip(groups, per_group, strict=True)):
+                drop = unconfirmed.get((sh.shard, group.run))
+                if drop is not None and len(drop):
+                    inside = np.setdiff1d(inside, drop, assume_unique=True)
+                    per_group[i] = (ok, inside)
+                df[group.run] = df.get(group.run, 0) + len(inside)
         for sh, per_group in zip(shards, state, strict=True):
             match = np.ones(sh.size, bool)
             bonus = np.zeros(sh.size)
@@ -389,7 +403,7 @@ class Searcher:
                 if group.run:
                     ok = ok.copy()
                     ok[inside] = True
-                    bonus[inside] += idf(n_docs, df[group.run])
+                    bonus[inside] += ceiling + idf(n_docs, df[group.run])
                 match &= ok
             sh.match, sh.bonus = match, bonus
 

@@ -19,7 +19,7 @@ from rtindex.indexer.analysis import Analyzer, normalize
 from rtindex.indexer.batch import index_documents
 from rtindex.indexer.events import DeleteEvent, UpsertEvent
 from rtindex.indexer.store import DocumentStore
-from rtindex.query.matching import and_requirements
+from rtindex.query.matching import Requirement, and_requirements
 from rtindex.query.search import Searcher, SearchRequest
 from rtindex.settings import Settings
 
@@ -49,8 +49,9 @@ def reference_scores(
     op: str,
 ) -> dict[str, float]:
     """BM25 over the query's tokens. ``and``: each Han run of 2+ characters is met by its
-    tokens' requirements or by occurring in a text field (and then adds one term's idf,
-    its document frequency counted by substring); the other tokens by their requirements."""
+    tokens' requirements (unless one is a single character) or by occurring in a text
+    field (and then adds the most the words can score plus one term's idf, its document
+    frequency counted by substring); the other tokens by their requirements."""
     schema, k1, b = settings.index.schema_, settings.bm25.k1, settings.bm25.b
     fields = list(schema.text)
     docs = tf
@@ -72,8 +73,15 @@ def reference_scores(
     for i in docs:
         present = [t for t in terms if any(tf[i][f][t] for f in fields)]
 
-        def met(tokens: list[str], present: list[str] = present) -> bool:
+        def met(tokens: list[str], run: str = "", present: list[str] = present) -> bool:
             reqs = and_requirements(tokens)
+            if run:  # a run's words count only without single characters
+                if any(len(r.term) < 2 for r in reqs):
+                    return False
+                reqs = [
+                    Requirement(r.term, r.cover if all(len(p) >= 2 for p in r.cover) else ())
+                    for r in reqs
+                ]
             return bool(reqs) and all(
                 r.term in present or (r.cover and all(p in present for p in r.cover)) for r in reqs
             )
@@ -82,7 +90,7 @@ def reference_scores(
         if op == "or" and not present:
             continue
         if op == "and":
-            if not all(met(t) or r in contained for r, t in runs.items()):
+            if not all(met(t, r) or r in contained for r, t in runs.items()):
                 continue
             if rest and not met(rest):
                 continue
@@ -100,7 +108,13 @@ def reference_scores(
                         / (x + k1 * (1 - b + b * dl / avgdl[f]))
                     )
         if op == "and":
-            score += sum(bm25_idf(n, len(inside[r])) for r in contained)
+            # Containing a run outranks any score of the words alone.
+            ceiling = (
+                (k1 + 1)
+                * sum(schema.text[f].boost for f in fields)
+                * sum(bm25_idf(n, df[t]) for t in terms)
+            )
+            score += sum(ceiling + bm25_idf(n, len(inside[r])) for r in contained)
         out[i] = score
     return out
 

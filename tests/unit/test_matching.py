@@ -85,3 +85,15 @@ def test_contains_run_looks_in_normalized_text_fields_only() -> None:
     assert not contains_run(src, ["body"], "京烤")  # a keyword field does not count
     assert contains_run({"title": "北京 烤鸭"}, ["title"], "北京")
     assert not contains_run({"title": "北京 烤鸭"}, ["title"], "京烤")
+
+
+def test_a_run_cut_into_single_characters_is_met_by_containing_it_only() -> None:
+    assert and_groups([("京烤", ["京", "烤"])], substrings=True) == [Group((), "京烤")]
+    # A cover with a single character loses the cover, not the word.
+    assert and_groups([("北京人", ["北京", "人", "北京人"])], substrings=True) == [
+        Group((Requirement("北京人"),), "北京人")
+    ]
+    # Without the bigram postings nothing changes: single characters still count.
+    assert and_groups([("京烤", ["京", "烤"])], substrings=False) == [
+        Group((Requirement("京"), Requirement("烤")))
+    ]
