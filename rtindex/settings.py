@@ -149,8 +149,9 @@ class IndexSettings(BaseModel):
     apply_chunk: int = Field(default=200, ge=1, le=10_000)
     # Han character bigram postings (docnums only): ``and`` finds every document that
     # contains a Han query string, whatever its segmentation (北京 in 北京烤鸭, 京烤 too).
-    # Costs memory (BENCHMARKS.md); fixed for the life of an index (recorded in Redis).
-    han_bigrams: bool = True
+    # Off by default: measured, they halve the indexing rate and add 25-43 % memory
+    # (BENCHMARKS.md). Fixed for the life of an index (recorded in Redis).
+    han_bigrams: bool = False
 
 
 Action = Literal["view", "click", "like", "cart", "purchase"]

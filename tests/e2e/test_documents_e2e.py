@@ -18,6 +18,12 @@ from rtindex.settings import Settings
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The Han bigram postings on: this module covers them end to end (off by default)."""
+    return settings.with_overrides({"index": {"han_bigrams": True}})
+
+
 def send(settings: Settings, *messages: dict[str, Any] | bytes, key: bytes | None = None) -> None:
     producer = make_producer(settings)
     try:

@@ -48,6 +48,7 @@ def reference_scores(
     settings: Settings,
     op: str,
 ) -> dict[str, float]:
+    substrings = settings.index.han_bigrams
     """BM25 over the query's tokens. ``and``: each Han run of 2+ characters is met by its
     tokens' requirements (unless one is a single character) or by occurring in a text
     field (and then adds the most the words can score plus one term's idf, its document
@@ -63,7 +64,7 @@ def reference_scores(
     runs: dict[str, list[str]] = {}
     rest: list[str] = []
     for run, tokens in segments:
-        if len(run) >= 2:
+        if substrings and len(run) >= 2:
             runs.setdefault(run, []).extend(tokens)
         else:
             rest.extend(tokens)
@@ -87,7 +88,7 @@ def reference_scores(
             )
 
         contained = [r for r in runs if i in inside[r]]
-        if op == "or" and not present:
+        if not present and not (op == "and" and contained):
             continue
         if op == "and":
             if not all(met(t, r) or r in contained for r, t in runs.items()):
@@ -119,7 +120,11 @@ def reference_scores(
     return out
 
 
-def test_scores_equal_reference_bm25(settings: Settings, redis_client: redis.Redis) -> None:
+@pytest.mark.parametrize("bigrams", [False, True], ids=["words", "bigrams"])
+def test_scores_equal_reference_bm25(
+    settings: Settings, redis_client: redis.Redis, bigrams: bool
+) -> None:
+    settings = settings.with_overrides({"index": {"han_bigrams": bigrams}})
     rng = random.Random(SEED)
     analyzer = Analyzer(settings.analysis)
     store = DocumentStore(redis_client, settings)

@@ -122,19 +122,25 @@ def client(redis_server: RedisServer) -> Any:
 @hsettings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(batches=deliveries(), shards=st.sampled_from([1, 3]), chunk=st.sampled_from([2, 200]))
+@given(
+    batches=deliveries(),
+    shards=st.sampled_from([1, 3]),
+    chunk=st.sampled_from([2, 200]),
+    bigrams=st.booleans(),
+)
 def test_store_matches_the_model(
     client: redis.Redis,
     redis_server: RedisServer,
     batches: list[list[Any]],
     shards: int,
     chunk: int,
+    bigrams: bool,
 ) -> None:
     ns = "m" + uuid.uuid4().hex[:10]
     settings = Settings().with_overrides(
         {
             "redis": {"url": redis_server.url, "namespace": ns},
-            "index": {"shards": shards, "apply_chunk": chunk},
+            "index": {"shards": shards, "apply_chunk": chunk, "han_bigrams": bigrams},
         }
     )
     store = DocumentStore(client, settings)
@@ -192,7 +198,7 @@ def check_against_model(
         for f, v in view.keywords:
             keywords_want.setdefault(keys.keyword(shard, f, v), set()).add(doc_id)
         # Han bigram postings: docnum lists like keywords, one per bigram of the text.
-        grams = text_bigrams(live[doc_id], schema)
+        grams = text_bigrams(live[doc_id], schema) if settings.index.han_bigrams else set()
         stats_want[shard]["bigrams"] += len(grams)
         for g in grams:
             keywords_want.setdefault(keys.bigram(shard, g), set()).add(doc_id)
@@ -273,7 +279,9 @@ def test_interleaved_writers_keep_postings_sorted(
     The documents of A and B are distinct, so the result must equal one writer's."""
     second = [ev.model_copy(update={"id": "B" + ev.id}) for ev in second]
     ns = "m" + uuid.uuid4().hex[:10]
-    settings = Settings().with_overrides({"redis": {"url": redis_server.url, "namespace": ns}})
+    settings = Settings().with_overrides(
+        {"redis": {"url": redis_server.url, "namespace": ns}, "index": {"han_bigrams": True}}
+    )
     store = DocumentStore(client, settings)
     store.ensure_layout()
     try:
