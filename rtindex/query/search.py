@@ -23,6 +23,7 @@ from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.connection import connect
 from rtindex.indexer.keys import CHUNK_DOCS, Keys, geo_columns
 from rtindex.query.bm25 import idf, term_scores
+from rtindex.query.idcache import DocIdCache
 from rtindex.query.matching import Group, Requirement, and_groups, contains_run
 from rtindex.query.postings import (
     decode_docnums,
@@ -40,6 +41,8 @@ MAX_Q_CHARS = 1000
 MAX_K = 1000
 MAX_OFFSET = 10_000
 MAX_ID_BYTES = 512
+# Docnum -> id pairs the query service remembers (idcache.py): ~100 bytes each.
+ID_CACHE_ENTRIES = 200_000
 
 
 class GeoFilter(BaseModel):
@@ -158,6 +161,7 @@ class Searcher:
         self.k1, self.b = settings.bm25.k1, settings.bm25.b
         self.search_boost = settings.behavior.search_boost
         self.han_bigrams = settings.index.han_bigrams
+        self.doc_ids = DocIdCache(ID_CACHE_ENTRIES)
 
     @classmethod
     def connect(cls, settings: Settings) -> Searcher:
@@ -411,22 +415,15 @@ class Searcher:
         self, checks: list[tuple[int, str, npt.NDArray[np.uint32]]]
     ) -> dict[tuple[int, str], npt.NDArray[np.uint32]]:
         """For each (shard, run, docnums): the docnums whose text fields contain the run.
-        Two pipelined round trips (ids, then stored sources), and none without checks."""
+        At most two pipelined round trips (ids not cached, stored sources); none without
+        checks."""
         if not checks:
             return {}
         wanted = sorted({(s, int(d)) for s, _run, docs in checks for d in docs})
-        pipe = self.client.pipeline(transaction=False)
-        for s, d in wanted:
-            pipe.hget(self.keys.ids(s), str(d))
-        ids = dict(zip(wanted, pipe.execute(), strict=True))
-        found = [(key, i.decode()) for key, i in ids.items() if i is not None]
-        pipe = self.client.pipeline(transaction=False)
-        for (s, _d), doc_id in found:
-            pipe.hget(self.keys.doc(s, doc_id), "src")
         srcs = {
-            key: orjson.loads(src)
-            for (key, _i), src in zip(found, pipe.execute(), strict=True)
-            if src
+            key: orjson.loads(doc[1])
+            for key, doc in zip(wanted, self._documents(wanted), strict=True)
+            if doc is not None
         }
         out = {}
         for s, run, docs in checks:
@@ -450,26 +447,49 @@ class Searcher:
         top = top_order(scores, shard_of, docnums, req.offset, req.offset + req.k)
         if not len(top):
             return total, []
-        pipe = self.client.pipeline(transaction=False)
-        for i in top:
-            pipe.hget(self.keys.ids(int(shard_of[i])), str(int(docnums[i])))
-        ids = pipe.execute()
-        pipe = self.client.pipeline(transaction=False)
-        for i, doc_id in zip(top, ids, strict=True):
-            if doc_id is not None:
-                pipe.hget(self.keys.doc(int(shard_of[i]), doc_id.decode()), "src")
-        srcs = iter(pipe.execute())
+        found = self._documents([(int(shard_of[i]), int(docnums[i])) for i in top])
         hits: list[dict[str, Any]] = []
-        for i, doc_id in zip(top, ids, strict=True):
-            if doc_id is None:
+        for i, doc in zip(top, found, strict=True):
+            if doc is None:
                 continue  # deleted between our reads: skip rather than show a ghost
-            src = next(srcs)
-            if src is None:
-                continue
-            hits.append(
-                {"id": doc_id.decode(), "score": float(scores[i]), "doc": orjson.loads(src)}
-            )
+            doc_id, src = doc
+            hits.append({"id": doc_id, "score": float(scores[i]), "doc": orjson.loads(src)})
         return total, hits
+
+    def _documents(self, wanted: list[tuple[int, int]]) -> list[tuple[str, bytes] | None]:
+        """The id and stored source of each live ``(shard, docnum)``, None for one deleted.
+
+        Ids the cache knows cost nothing; the others one pipelined round trip. Then one
+        round trip for the sources, each checked against the docnum stored with it."""
+        cache = self.doc_ids
+        ids: list[str | None] = [cache.get(s, n) for s, n in wanted]
+        missing = [k for k, i in enumerate(ids) if i is None]
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for k in missing:
+                s, n = wanted[k]
+                pipe.hget(self.keys.ids(s), str(n))
+            for k, raw in zip(missing, pipe.execute(), strict=True):
+                if raw is not None:
+                    ids[k] = doc_id = raw.decode()
+                    cache.put(*wanted[k], doc_id)
+        pipe = self.client.pipeline(transaction=False)
+        for (s, _n), doc_id in zip(wanted, ids, strict=True):
+            if doc_id is not None:
+                pipe.hmget(self.keys.doc(s, doc_id), ["n", "src"])
+        replies = iter(pipe.execute())
+        out: list[tuple[str, bytes] | None] = []
+        for (s, n), doc_id in zip(wanted, ids, strict=True):
+            if doc_id is None:
+                out.append(None)
+                continue
+            stored_n, src = next(replies)
+            if src is None or stored_n is None or int(stored_n) != n:
+                cache.forget(s, n)  # deleted (a docnum is never reused)
+                out.append(None)
+            else:
+                out.append((doc_id, src))
+        return out
 
     # -- single documents and statistics -------------------------------------------------
     def get_document(self, doc_id: str) -> dict[str, Any] | None:
