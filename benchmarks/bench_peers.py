@@ -139,14 +139,15 @@ def query_fns(engines: dict[str, Engine], op: str, k: int = 10) -> dict[str, Cal
 
 _QUERY_BUCKETS = [
     ("Searcher.search, all of it", "search.py", "search"),
-    ("  analysis (Analyzer.tokens)", "analysis.py", "tokens"),
+    ("  analysis (Analyzer.segments: the and-mode tokens by run)", "analysis.py", "segments"),
     ("  Redis pipelines: send, wait, parse (all round trips)", "redis/client.py", "execute"),
     (
         "    of which waiting for the replies",
         "~",
         "<method 'recv_into' of '_socket.socket' objects>",
     ),
-    ("  BM25 and matching, numpy (_score_shard)", "search.py", "_score_shard"),
+    ("  and matching, numpy (_and_match)", "search.py", "_and_match"),
+    ("  BM25 scoring and filters, numpy (_score_shard)", "search.py", "_score_shard"),
     ("  top 10: ids and stored documents (_page, its round trips included)", "search.py", "_page"),
 ]
 
@@ -912,13 +913,14 @@ def trailing_notes(r: dict[str, Any]) -> str:
         qp = r.get("query_profile")
         where = ""
         if qp:
-            b = [pc for _label, _ms, pc in qp["buckets"]]  # the order of _QUERY_BUCKETS
+            b = {label.strip().split(" ")[0]: pc for label, _ms, pc in qp["buckets"]}
             where = (
-                f" Profiled, {b[2]:.0f}% of rtindex's query time is in its "
-                f"{qp['round_trips_per_query']:.1f} Redis pipelines per query - only {b[3]:.0f}% "
-                f"waiting for replies, the rest redis-py's own Python work per pipeline "
-                f"(packing, the connection pool, retries, parsing) - {b[4]:.0f}% in scoring and "
-                f"{b[1]:.0f}% in analysis."
+                f" Profiled, {b.get('Redis', 0):.0f}% of rtindex's query time is in its "
+                f"{qp['round_trips_per_query']:.1f} Redis pipelines per query - only "
+                f"{b.get('of', 0):.0f}% waiting for replies, the rest redis-py's own Python "
+                f"work per pipeline (packing, the connection pool, retries, parsing) - "
+                f"{b.get('BM25', 0) + b.get('and', 0):.0f}% in matching and scoring and "
+                f"{b.get('analysis', 0):.0f}% in analysis."
             )
         trend = ""
         rows = (r.get("scale") or {}).get("rows") or []
@@ -937,12 +939,12 @@ def trailing_notes(r: dict[str, Any]) -> str:
             f"- **Query latency** (rtindex p99 up to {worst:.1f}x RediSearch's). A query in "
             "rtindex is Python in the client: analyze, validate, then four pipelined round "
             "trips to Redis (statistics and posting lists; the doc-length chunks; the ids of "
-            "the top hits; their stored documents), with BM25 computed by numpy in between. "
+            "the top hits, skipped when the query service remembers them; their stored "
+            "documents), with BM25 computed by numpy in between. "
             "RediSearch answers in one command, in C, next to the data; FTS5 and tantivy have "
             "no network hop at all." + where + trend + " What would close it: fewer round "
-            "trips - keep the id with the stored document so the top hits take one read, not "
-            "two, and fetch the doc-length chunks with the postings in a server-side function "
-            "(two round trips instead of four) - and a thinner client on the query path "
+            "trips - fetch the doc-length chunks with the postings in a server-side function "
+            "(two round trips instead of three or four) - and a thinner client on the query path "
             "(one connection per thread, commands packed once, hiredis replies read directly, "
             "no pipeline objects); cache the shard statistics for a few milliseconds; then "
             "scoring in a compiled extension. Scoring inside Redis (a Function or a module) is "
