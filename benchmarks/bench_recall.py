@@ -326,7 +326,10 @@ def render(r: dict[str, Any]) -> str:
         "string that the engine returns (mean over queries), precision@10 = share of the top "
         "10 that contain it. Classes (jieba's precise segmentation of the sampled document): "
         "**word** = one of its words; **sub-word** = a dictionary word inside a longer word "
-        "(北京 in 北京烤鸭); **non-word** = neither, a span across a word boundary (京烤).",
+        "(北京 in 北京烤鸭); **non-word** = neither, a span across a word boundary (京烤). "
+        "rtindex runs with `index.han_bigrams = true` (off by default); without it, rtindex's "
+        "`and` finds exactly what the 'SQLite FTS5' rows find (rtindex's tokens and word "
+        "requirements), at the cost shown at the end of this section.",
     ]
     targets = []
     for name, c in r["corpora"].items():
