@@ -39,6 +39,26 @@ def schema_fingerprint(schema: IndexSchema) -> str:
     return orjson.dumps({"text": list(schema.text), "cols": list(numeric_columns(schema))}).decode()
 
 
+def document_layout(settings: Settings) -> dict[str, str]:
+    """What the documents index records in the namespace's meta hash: how it was built."""
+    return {
+        "layout": str(LAYOUT_VERSION),
+        "shards": str(settings.index.shards),
+        "schema": schema_fingerprint(settings.index.schema_),
+        "bigrams": "1" if settings.index.han_bigrams else "0",
+    }
+
+
+def check_layout(namespace: str, have: dict[str, str], want: dict[str, str]) -> None:
+    """Raise LayoutMismatch unless the recorded ``have`` agrees with ``want``."""
+    for k, v in want.items():
+        if have.get(k) != v:
+            raise LayoutMismatch(
+                f"namespace {namespace!r} holds an index with {k}={have.get(k)!r}, "
+                f"this configuration needs {v!r}: use another namespace or rebuild the index"
+            )
+
+
 def record_layout(client: redis.Redis, namespace: str, want: dict[str, str]) -> None:
     """Record ``want`` in the namespace's meta hash if new, or refuse a namespace that
     was built with other values (a layout version, a shard count, a schema)."""
@@ -48,13 +68,7 @@ def record_layout(client: redis.Redis, namespace: str, want: dict[str, str]) -> 
         pipe.hsetnx(meta, k, v)
     pipe.hgetall(meta)
     stored: dict[bytes, bytes] = pipe.execute()[-1]
-    have = {k.decode(): v.decode() for k, v in stored.items()}
-    for k, v in want.items():
-        if have.get(k) != v:
-            raise LayoutMismatch(
-                f"namespace {namespace!r} holds an index with {k}={have.get(k)!r}, "
-                f"this configuration needs {v!r}: use another namespace or rebuild the index"
-            )
+    check_layout(namespace, {k.decode(): v.decode() for k, v in stored.items()}, want)
 
 
 @dataclass(slots=True)
@@ -91,6 +105,7 @@ class _Args:
 
 class DocumentStore:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.settings = settings
         self.client = client
         self.schema = settings.index.schema_
         self.keys = Keys(settings.redis.namespace, settings.index.shards)
@@ -106,16 +121,7 @@ class DocumentStore:
     # -- layout -------------------------------------------------------------------
     def ensure_layout(self) -> None:
         """Record the layout in a new namespace, or refuse one built differently."""
-        record_layout(
-            self.client,
-            self.keys.namespace,
-            {
-                "layout": str(LAYOUT_VERSION),
-                "shards": str(self.keys.shards),
-                "schema": schema_fingerprint(self.schema),
-                "bigrams": "1" if self.han_bigrams else "0",
-            },
-        )
+        record_layout(self.client, self.keys.namespace, document_layout(self.settings))
 
     # -- read -----------------------------------------------------------------------
     def read(self, doc_ids: list[str]) -> dict[str, Stored]:

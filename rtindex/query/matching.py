@@ -7,12 +7,15 @@ So ``and`` requires each *maximal* query token — one that is not part of a lon
 token — and accepts in its place a *cover*: query tokens that, laid end to end, spell it
 (北京 + 烤鸭). Sub-tokens are not required on their own; they still score.
 
-With the Han bigram postings (``index.han_bigrams``) each Han run of the query is a unit
-of its own: a document satisfies it by its tokens as above, *or* by containing the run
-as a substring of a text field (found by intersecting the run's bigram postings, then
-checked against the text for runs of 3 or more characters, whose bigrams may lie apart).
-So ``and`` finds every document that contains the string, however either side was
-segmented: 京烤 in 北京烤鸭, 集团采用 across two words.
+With the Han bigram postings (``index.han_bigrams``) each Han run of the query (two or
+more characters, as typed between spaces and punctuation) is a literal string: a document
+satisfies it by containing the run in a text field, found by intersecting the run's
+bigram postings, then checked against the text for runs of 3 or more characters (their
+bigrams may lie apart). So ``and`` finds exactly the documents that contain the string,
+however either side was segmented (京烤 in 北京烤鸭, 集团采用 across two words), and no
+document that merely has the run's words apart: that is what CJK bigram engines answer,
+and what a user who typed the characters together means. Words wanted apart are typed
+apart (北京 烤鸭: two runs, each required).
 """
 
 from __future__ import annotations
@@ -84,8 +87,8 @@ def and_requirements(terms: list[str]) -> list[Requirement]:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """One unit of ``op=and``: satisfied by meeting every requirement (when there are
-    any), or, when ``run`` is set, by containing that Han string."""
+    """One unit of ``op=and``: satisfied by meeting every requirement or, when ``run``
+    is set (and there are no requirements), by containing that Han string."""
 
     requirements: tuple[Requirement, ...]
     run: str = ""
@@ -104,36 +107,22 @@ def and_groups(segments: list[tuple[str, list[str]]], substrings: bool) -> list[
     """The units ``op=and`` requires, from the query's segments (Analyzer.segments).
 
     With ``substrings``, each distinct Han run of two or more characters is a group of
-    its own, met by its words (none of them a single character: see ``_positional``) or
-    by containing the run; the tokens of everything else (other words, single Han
-    characters) form one group, as do all tokens without ``substrings`` (the word-only
-    ``and``). A group with neither requirements nor a run asks for nothing and is left
-    out (stop words only).
+    its own, met by containing the run (no word requirements); the tokens of everything
+    else (Latin words, numbers, single Han characters) form one group, as do all tokens
+    without ``substrings`` (the word-only ``and``). A group with neither requirements nor
+    a run asks for nothing and is left out (stop words only).
     """
-    runs: dict[str, list[str]] = {}
+    runs: dict[str, None] = {}
     rest: list[str] = []
     for run, tokens in segments:
         if substrings and len(run) >= 2:
-            runs.setdefault(run, []).extend(tokens)
+            runs[run] = None
         else:
             rest.extend(tokens)
-    groups = [Group(_positional(and_requirements(t)), run) for run, t in runs.items()]
+    groups = [Group((), run) for run in runs]
     if rest:
         groups.append(Group(tuple(and_requirements(rest))))
     return groups
-
-
-def _positional(requirements: list[Requirement]) -> tuple[Requirement, ...]:
-    """A run's word path, without single characters. A lone Han character says nothing
-    about where it stands: 京烤 segments as 京 + 烤, and every document with both
-    characters anywhere as words would match. Such a run is met by containing it only.
-    A cover with a single character in it is dropped; its word still counts."""
-    out = []
-    for r in requirements:
-        if len(r.term) < 2:
-            return ()
-        out.append(Requirement(r.term, r.cover if all(len(p) >= 2 for p in r.cover) else ()))
-    return tuple(out)
 
 
 def contains_run(src: dict[str, Any], text_fields: tuple[str, ...] | list[str], run: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.connection import connect
 from rtindex.indexer.keys import CHUNK_DOCS, Keys, geo_columns
+from rtindex.indexer.store import check_layout, document_layout
 from rtindex.query.bm25 import idf, term_scores
 from rtindex.query.idcache import DocIdCache
 from rtindex.query.matching import Group, Requirement, and_groups, contains_run
@@ -161,6 +162,7 @@ class Searcher:
         self.k1, self.b = settings.bm25.k1, settings.bm25.b
         self.search_boost = settings.behavior.search_boost
         self.han_bigrams = settings.index.han_bigrams
+        self.layout_known = False
         self.doc_ids = DocIdCache(ID_CACHE_ENTRIES)
 
     @classmethod
@@ -182,12 +184,29 @@ class Searcher:
         if req.geo is not None and req.geo.field not in self.schema.geo:
             raise ValueError(f"{req.geo.field!r} is not a geo field of the index schema")
 
+    def follow_layout(self) -> None:
+        """Read how the index was built (its meta hash) until it exists. A layout version,
+        shard count or schema other than this configuration's would give wrong answers:
+        LayoutMismatch (a 503). The bigram postings are followed as the index has them,
+        so ``and`` never looks for bigrams an index lacks, or ignores ones it has."""
+        if self.layout_known:
+            return
+        raw = cast(dict[bytes, bytes], self.client.hgetall(self.keys.meta))
+        have = {k.decode(): v.decode() for k, v in raw.items()}
+        if "layout" not in have:
+            return  # no documents index yet: nothing to find; look again next query
+        want = document_layout(self.settings)
+        check_layout(self.keys.namespace, have, {k: want[k] for k in want if k != "bigrams"})
+        self.han_bigrams = have.get("bigrams") == "1"
+        self.layout_known = True
+
     # -- the query -------------------------------------------------------------------
     def search(self, req: SearchRequest, preferences: Preferences | None = None) -> dict[str, Any]:
         """``preferences``: (keyword field, value) -> weight in (0, 1]; a hit's score is
         multiplied by 1 + ``behavior.search_boost`` * its best matching weight."""
         t0 = time.perf_counter()
         self.check(req)
+        self.follow_layout()
         groups: list[Group] = []
         if req.op == "and":
             segments = self.analyzer.segments(req.q)
@@ -257,11 +276,7 @@ class Searcher:
                 default=-1,
             )
         if groups:
-            # The most any document can score on the query's words: a document containing
-            # a query run scores at least this much more, so it ranks above every document
-            # that only has the run's words apart (a phrase match first).
-            ceiling = (self.k1 + 1) * sum(self.boosts) * sum(idfs)
-            self._and_match(groups, terms, shards, n_docs, ceiling)
+            self._and_match(groups, terms, shards, n_docs)
         pipe = self.client.pipeline(transaction=False)
         for sh in shards:
             docs = [d for d, _ in sh.postings]
@@ -359,11 +374,10 @@ class Searcher:
         terms: list[str],
         shards: list[_Shard],
         n_docs: int,
-        ceiling: float,
     ) -> None:
         """Set each shard's ``op=and`` match mask, and the bonus of the documents that
-        contain a query run: ``ceiling`` (the most the words can score) plus the run's idf
-        as if it were one more term."""
+        contain a query run: the run's idf, as if it were one more term (a run cut into
+        single characters the documents never index, 京烤, still scores)."""
         state = []
         checks: list[tuple[int, str, npt.NDArray[np.uint32]]] = []
         for sh in shards:
@@ -407,7 +421,7 @@ class Searcher:
                 if group.run:
                     ok = ok.copy()
                     ok[inside] = True
-                    bonus[inside] += ceiling + idf(n_docs, df[group.run])
+                    bonus[inside] += idf(n_docs, df[group.run])
                 match &= ok
             sh.match, sh.bonus = match, bonus
 

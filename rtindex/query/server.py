@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
+from rtindex.indexer.store import LayoutMismatch
 from rtindex.query.auth import BearerTokenMiddleware
 from rtindex.query.observe import IndexCollector, Metrics, ObserveMiddleware
 from rtindex.query.recall import Recaller
@@ -313,6 +314,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         log.warning("Redis unavailable: %s", exc)
         return JSONResponse({"detail": "the index store is unavailable"}, status_code=503)
 
+    @app.exception_handler(LayoutMismatch)
+    async def layout_mismatch(_request: Request, exc: Exception) -> JSONResponse:
+        # This service's configuration reads the index wrongly: say so, don't guess.
+        log.error("%s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # The contract's "422 with a reason", shaped as /search's: {"detail": "k: ..."}.
@@ -400,9 +407,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         catching up should not get traffic."""
         try:
             searcher.client.ping()
+            searcher.follow_layout()
             reasons = ops.consumer_lag_reasons()
         except (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError) as e:
             reasons = [f"redis: {e}"]
+        except LayoutMismatch as e:
+            reasons = [f"index: {e}"]
         if reasons:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return {"status": "ready"}

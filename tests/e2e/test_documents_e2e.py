@@ -88,9 +88,16 @@ def test_lifecycle_through_kafka_and_http(
     assert ids(api, q="杭帮菜 烤鸭", tag="家庭聚餐") == ["poi-1"]
     # and-mode across segmentations: the query 北京烤鸭 is satisfied by 北京 + 烤鸭 when
     # the document segments as 北京烤鸭店 (no 北京烤鸭 token).
-    send(s, upsert("poi-5", 1, title="小馆", body="我在北京烤鸭店吃饭"))
-    wait_until(lambda: settled(consumer, 4), message=lambda: str(consumer.totals))
+    send(
+        s,
+        upsert("poi-5", 1, title="小馆", body="我在北京烤鸭店吃饭"),
+        upsert("poi-6", 1, title="北京小馆", body="烤鸭和炸酱面"),
+    )
+    wait_until(lambda: settled(consumer, 5), message=lambda: str(consumer.totals))
     assert set(ids(api, q="北京烤鸭", op="and")) == {"poi-2", "poi-5"}
+    # A run typed together is a string: poi-6 has 北京 and 烤鸭 apart. Typed apart,
+    # they are two requirements, met anywhere.
+    assert set(ids(api, q="北京 烤鸭", op="and")) == {"poi-2", "poi-5", "poi-6"}
     # and-mode finds a Han string inside or across words, whatever the segmentation
     # (bigram postings): 京烤 and 烤鸭店 are in poi-5's text; 京烤鸭老 only in poi-2's.
     assert set(ids(api, q="京烤", op="and")) == {"poi-2", "poi-5"}
@@ -98,7 +105,8 @@ def test_lifecycle_through_kafka_and_http(
     assert ids(api, q="京烤鸭老", op="and") == ["poi-2"]
     assert ids(api, q="京烤", op="or") == []  # or-mode stays word-based: no token 京烤
     send(s, {"op": "delete", "id": "poi-5", "version": 2, "ts": 1})
-    wait_until(lambda: settled(consumer, 5), message=lambda: str(consumer.totals))
+    send(s, {"op": "delete", "id": "poi-6", "version": 2, "ts": 1})
+    wait_until(lambda: settled(consumer, 7), message=lambda: str(consumer.totals))
     assert ids(api, q="京烤", op="and") == ["poi-2"]  # the delete took its bigrams
 
     # An update, a patch, a stale version, a duplicate and a malformed message, in one go.
@@ -119,7 +127,7 @@ def test_lifecycle_through_kafka_and_http(
         b'{"op": "upsert", "id": "bad", "version": "seven"}',
         upsert("poi-4", 1, title="前门大街", body="neighbour of the bad message"),
     )
-    wait_until(lambda: settled(consumer, 11), message=lambda: str(consumer.totals))
+    wait_until(lambda: settled(consumer, 13), message=lambda: str(consumer.totals))
     assert consumer.totals.events["stale"] == 1 and consumer.totals.events["duplicate"] == 1
     assert consumer.totals.events["invalid"] == 1
     assert set(ids(api, q="前门")) == {"poi-2", "poi-4"}
@@ -131,7 +139,7 @@ def test_lifecycle_through_kafka_and_http(
     # Delete, then an older upsert tries to bring it back.
     send(s, {"op": "delete", "id": "poi-2", "version": 3, "ts": 1})
     send(s, upsert("poi-2", 2, title="全聚德", body="北京烤鸭 resurrected"))
-    wait_until(lambda: settled(consumer, 13), message=lambda: str(consumer.totals))
+    wait_until(lambda: settled(consumer, 15), message=lambda: str(consumer.totals))
     assert ids(api, q="烤鸭") == [] and ids(api, q="resurrected") == []
     assert api.get("/docs/poi-2").status_code == 404
 

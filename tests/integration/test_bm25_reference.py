@@ -19,7 +19,7 @@ from rtindex.indexer.analysis import Analyzer, normalize
 from rtindex.indexer.batch import index_documents
 from rtindex.indexer.events import DeleteEvent, UpsertEvent
 from rtindex.indexer.store import DocumentStore
-from rtindex.query.matching import Requirement, and_requirements
+from rtindex.query.matching import and_requirements
 from rtindex.query.search import Searcher, SearchRequest
 from rtindex.settings import Settings
 
@@ -48,11 +48,11 @@ def reference_scores(
     settings: Settings,
     op: str,
 ) -> dict[str, float]:
+    """BM25 over the query's tokens. ``and`` with the bigram postings: each Han run of
+    2+ characters is met by occurring in a text field (and then adds one term's idf, its
+    document frequency counted by substring); the other tokens by their requirements.
+    Without them, all tokens by their requirements."""
     substrings = settings.index.han_bigrams
-    """BM25 over the query's tokens. ``and``: each Han run of 2+ characters is met by its
-    tokens' requirements (unless one is a single character) or by occurring in a text
-    field (and then adds the most the words can score plus one term's idf, its document
-    frequency counted by substring); the other tokens by their requirements."""
     schema, k1, b = settings.index.schema_, settings.bm25.k1, settings.bm25.b
     fields = list(schema.text)
     docs = tf
@@ -61,11 +61,11 @@ def reference_scores(
     segments = analyzer.segments(query)
     terms = list(dict.fromkeys(t for _run, tokens in segments for t in tokens))
     df = {t: sum(1 for i in docs if any(tf[i][f][t] for f in fields)) for t in terms}
-    runs: dict[str, list[str]] = {}
+    runs: list[str] = []
     rest: list[str] = []
     for run, tokens in segments:
         if substrings and len(run) >= 2:
-            runs.setdefault(run, []).extend(tokens)
+            runs.append(run)
         else:
             rest.extend(tokens)
     norm = {i: [normalize(texts[i].get(f, "")) for f in fields] for i in docs}
@@ -74,24 +74,17 @@ def reference_scores(
     for i in docs:
         present = [t for t in terms if any(tf[i][f][t] for f in fields)]
 
-        def met(tokens: list[str], run: str = "", present: list[str] = present) -> bool:
+        def met(tokens: list[str], present: list[str] = present) -> bool:
             reqs = and_requirements(tokens)
-            if run:  # a run's words count only without single characters
-                if any(len(r.term) < 2 for r in reqs):
-                    return False
-                reqs = [
-                    Requirement(r.term, r.cover if all(len(p) >= 2 for p in r.cover) else ())
-                    for r in reqs
-                ]
             return bool(reqs) and all(
                 r.term in present or (r.cover and all(p in present for p in r.cover)) for r in reqs
             )
 
-        contained = [r for r in runs if i in inside[r]]
+        contained = [r for r in dict.fromkeys(runs) if i in inside[r]]
         if not present and not (op == "and" and contained):
             continue
         if op == "and":
-            if not all(met(t, r) or r in contained for r, t in runs.items()):
+            if len(contained) < len(set(runs)):
                 continue
             if rest and not met(rest):
                 continue
@@ -109,13 +102,7 @@ def reference_scores(
                         / (x + k1 * (1 - b + b * dl / avgdl[f]))
                     )
         if op == "and":
-            # Containing a run outranks any score of the words alone.
-            ceiling = (
-                (k1 + 1)
-                * sum(schema.text[f].boost for f in fields)
-                * sum(bm25_idf(n, df[t]) for t in terms)
-            )
-            score += sum(ceiling + bm25_idf(n, len(inside[r])) for r in contained)
+            score += sum(bm25_idf(n, len(inside[r])) for r in contained)
         out[i] = score
     return out
 

@@ -56,11 +56,11 @@ def test_every_term_is_required_or_inside_a_required_term(terms: list[str]) -> N
         assert all(p in terms and p != r.term for p in r.cover)
 
 
-def test_each_han_run_is_a_group_with_its_own_requirements() -> None:
+def test_each_han_run_is_a_literal_string_and_the_rest_one_group() -> None:
     segments = [("北京烤鸭", ["北京", "烤鸭", "北京烤鸭"]), ("", ["iphone"]), ("店", ["店"])]
     groups = and_groups(segments, substrings=True)
     assert groups == [
-        Group((Requirement("北京烤鸭", ("北京", "烤鸭")),), "北京烤鸭"),
+        Group((), "北京烤鸭"),
         Group((Requirement("iphone"), Requirement("店"))),
     ]
     assert groups[0].bigrams == ("北京", "京烤", "烤鸭") and not groups[0].exact_by_bigrams
@@ -87,11 +87,16 @@ def test_contains_run_looks_in_normalized_text_fields_only() -> None:
     assert not contains_run({"title": "北京 烤鸭"}, ["title"], "京烤")
 
 
-def test_a_run_cut_into_single_characters_is_met_by_containing_it_only() -> None:
+def test_a_run_is_met_by_containing_it_whatever_its_words() -> None:
+    # Words apart do not meet a run: 北京 ... 烤鸭 is not 北京烤鸭.
     assert and_groups([("京烤", ["京", "烤"])], substrings=True) == [Group((), "京烤")]
-    # A cover with a single character loses the cover, not the word.
     assert and_groups([("北京人", ["北京", "人", "北京人"])], substrings=True) == [
-        Group((Requirement("北京人"),), "北京人")
+        Group((), "北京人")
+    ]
+    # The same run twice is one group; runs typed apart are each required.
+    assert and_groups([("北京", ["北京"]), ("烤鸭", ["烤鸭"]), ("北京", ["北京"])], True) == [
+        Group((), "北京"),
+        Group((), "烤鸭"),
     ]
     # Without the bigram postings nothing changes: single characters still count.
     assert and_groups([("京烤", ["京", "烤"])], substrings=False) == [
