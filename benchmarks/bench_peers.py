@@ -140,7 +140,7 @@ def query_fns(engines: dict[str, Engine], op: str, k: int = 10) -> dict[str, Cal
 _QUERY_BUCKETS = [
     ("Searcher.search, all of it", "search.py", "search"),
     ("  analysis (Analyzer.segments: the and-mode tokens by run)", "analysis.py", "segments"),
-    ("  Redis pipelines: send, wait, parse (all round trips)", "redis/client.py", "execute"),
+    ("  Redis round trips: pack, send, wait, parse (Wire.run)", "wire.py", "run"),
     (
         "    of which waiting for the replies",
         "~",
@@ -165,9 +165,7 @@ def profile_queries(rt: Rtindex, queries: list[str], op: str = "and") -> dict[st
     total, rows, _top = profile_buckets(prof, _QUERY_BUCKETS)
     raw = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     trips = sum(
-        v[1]
-        for (f, _l, name), v in raw.items()
-        if f.endswith("redis/client.py") and name == "execute"
+        v[1] for (f, _l, name), v in raw.items() if f.endswith("wire.py") and name == "_round_trip"
     )
     return {
         "op": op,
@@ -916,9 +914,9 @@ def trailing_notes(r: dict[str, Any]) -> str:
             b = {label.strip().split(" ")[0]: pc for label, _ms, pc in qp["buckets"]}
             where = (
                 f" Profiled, {b.get('Redis', 0):.0f}% of rtindex's query time is in its "
-                f"{qp['round_trips_per_query']:.1f} Redis pipelines per query - only "
-                f"{b.get('of', 0):.0f}% waiting for replies, the rest redis-py's own Python "
-                f"work per pipeline (packing, the connection pool, retries, parsing) - "
+                f"{qp['round_trips_per_query']:.1f} Redis round trips per query - only "
+                f"{b.get('of', 0):.0f}% waiting for replies, the rest Python work per round "
+                f"trip (packing commands, reading and parsing replies) - "
                 f"{b.get('BM25', 0) + b.get('and', 0):.0f}% in matching and scoring and "
                 f"{b.get('analysis', 0):.0f}% in analysis."
             )
@@ -937,16 +935,15 @@ def trailing_notes(r: dict[str, Any]) -> str:
             )
         notes.append(
             f"- **Query latency** (rtindex p99 up to {worst:.1f}x RediSearch's). A query in "
-            "rtindex is Python in the client: analyze, validate, then four pipelined round "
+            "rtindex is Python in the client: analyze, validate, then up to four round "
             "trips to Redis (statistics and posting lists; the doc-length chunks; the ids of "
             "the top hits, skipped when the query service remembers them; their stored "
             "documents), with BM25 computed by numpy in between. "
             "RediSearch answers in one command, in C, next to the data; FTS5 and tantivy have "
             "no network hop at all." + where + trend + " What would close it: fewer round "
             "trips - fetch the doc-length chunks with the postings in a server-side function "
-            "(two round trips instead of three or four) - and a thinner client on the query path "
-            "(one connection per thread, commands packed once, hiredis replies read directly, "
-            "no pipeline objects); cache the shard statistics for a few milliseconds; then "
+            "(two round trips instead of three or four); cache the shard statistics for a few "
+            "milliseconds; then "
             "scoring in a compiled extension. Scoring inside Redis (a Function or a module) is "
             "what RediSearch does."
         )

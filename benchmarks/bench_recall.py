@@ -472,14 +472,17 @@ def notes(r: dict[str, Any]) -> str:
         "**How rtindex finds non-words.** rtindex indexes jieba's search-mode words (a word "
         "and the dictionary words inside it) and, beside them, every Han character bigram of "
         "the text (docnums only, `index.han_bigrams`). In `and` mode each Han run of the "
-        "query is met by its words (as before: a sub-word query like 北京 is covered because "
-        "search mode emits 北京 inside 北京烤鸭) or by containing the run: the intersection "
-        "of its bigrams' postings, checked against the stored text for runs of 3 or more "
-        "characters (their bigrams may lie apart). A string that crosses a word boundary "
-        "(京烤, 济发) is cut by jieba into other words, often single characters, that the "
-        "documents never had at those places; the bigrams find it anyway. A document that "
-        "contains the run scores one more term's idf, so containing documents rank above "
-        "those that only have the words apart. Measured here:\n\n" + "\n".join(lines) + trailing(r)
+        "query is a literal string, met by containing it: the intersection of its bigrams' "
+        "postings, checked against the stored text for runs of 3 or more characters (their "
+        "bigrams may lie apart). A string that crosses a word boundary (京烤, 济发) is cut "
+        "by jieba into other words, often single characters, that the documents never had "
+        "at those places; the bigrams find it anyway. Documents that merely have the run's "
+        "words apart are not returned (what CJK bigram engines answer; such documents are "
+        "what fills the word-based engines' top 10 with misses); "
+        "a query typed with spaces asks for each part anywhere. The words still score: BM25 "
+        "over the query's tokens, plus one term's idf for containing each run, so a run that "
+        "jieba cuts into single characters the documents never index still ranks by it. "
+        "Measured here:\n\n" + "\n".join(lines) + trailing(r)
     )
 
 

@@ -1,6 +1,6 @@
 """Keyword search: analyze the query, read postings from Redis, filter, score with BM25.
 
-Four pipelined round trips whatever the query: (1) shard statistics, the query terms'
+Four round trips (rtindex.query.wire) whatever the query: (1) shard statistics, the query terms'
 postings and the keyword filters' postings; (2) the doc-length (and, for range and geo
 filters, doc-value) chunks the candidates fall in; (3) the ids of the top hits; (4) their
 stored fields. Scoring is vectorized numpy over whole posting lists, so a query costs
@@ -33,6 +33,7 @@ from rtindex.query.postings import (
     haversine_km,
 )
 from rtindex.query.rank import top_order
+from rtindex.query.wire import Command, Wire
 from rtindex.settings import Settings
 
 # (keyword field, value) -> weight in (0, 1]: a user's preferences, for personalization.
@@ -164,12 +165,14 @@ class Searcher:
         self.han_bigrams = settings.index.han_bigrams
         self.layout_known = False
         self.doc_ids = DocIdCache(ID_CACHE_ENTRIES)
+        self.wire = Wire(client)
 
     @classmethod
     def connect(cls, settings: Settings) -> Searcher:
         return cls(connect(settings), settings, Analyzer(settings.analysis))
 
     def close(self) -> None:
+        self.wire.close()
         self.client.close()
 
     # -- validation against the schema ---------------------------------------------------
@@ -229,19 +232,16 @@ class Searcher:
         keys, n_text = self.keys, len(self.text_fields)
         filters = list(req.keywords.items())
         grams = list(dict.fromkeys(g for group in groups for g in group.bigrams))
-        pipe = self.client.pipeline(transaction=False)
+        stat_fields = ["N", *(f"tl:{f}" for f in self.text_fields)]
+        cmds: list[Command] = []
         for s in range(keys.shards):
-            pipe.hmget(keys.stats(s), ["N", *(f"tl:{f}" for f in self.text_fields)])
-            for t in terms:
-                pipe.get(keys.postings(s, t))
-            for g in grams:
-                pipe.get(keys.bigram(s, g))
+            cmds.append(["HMGET", keys.stats(s), *stat_fields])
+            cmds.extend(("GET", keys.postings(s, t)) for t in terms)
+            cmds.extend(("GET", keys.bigram(s, g)) for g in grams)
             for _f, vals in filters:
-                for v in vals:
-                    pipe.get(keys.keyword(s, _f, v))
-            for _f, v, _w in prefs:
-                pipe.get(keys.keyword(s, _f, v))
-        replies = iter(pipe.execute())
+                cmds.extend(("GET", keys.keyword(s, _f, v)) for v in vals)
+            cmds.extend(("GET", keys.keyword(s, _f, v)) for _f, v, _w in prefs)
+        replies = iter(self.wire.run(cmds))
 
         n_docs = 0
         total_len = np.zeros(n_text)
@@ -277,17 +277,16 @@ class Searcher:
             )
         if groups:
             self._and_match(groups, terms, shards, n_docs)
-        pipe = self.client.pipeline(transaction=False)
+        cmds = []
         for sh in shards:
             docs = [d for d, _ in sh.postings]
             if sh.match is not None:
                 docs = [np.flatnonzero(sh.match).astype(np.uint32)]
             sh.chunks = sorted({c for d in docs for c in chunks_of(d)})
             for ch in sh.chunks:
-                pipe.get(keys.doc_lengths(sh.shard, ch))
-                for col in columns:
-                    pipe.get(keys.numeric(sh.shard, col, ch))
-        replies = iter(pipe.execute())
+                cmds.append(("GET", keys.doc_lengths(sh.shard, ch)))
+                cmds.extend(("GET", keys.numeric(sh.shard, col, ch)) for col in columns)
+        replies = iter(self.wire.run(cmds))
         for sh in shards:
             for ch in sh.chunks:
                 sh.lengths[ch] = next(replies)
@@ -479,19 +478,17 @@ class Searcher:
         ids: list[str | None] = [cache.get(s, n) for s, n in wanted]
         missing = [k for k, i in enumerate(ids) if i is None]
         if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for k in missing:
-                s, n = wanted[k]
-                pipe.hget(self.keys.ids(s), str(n))
-            for k, raw in zip(missing, pipe.execute(), strict=True):
+            asks = [("HGET", self.keys.ids(wanted[k][0]), wanted[k][1]) for k in missing]
+            for k, raw in zip(missing, self.wire.run(asks), strict=True):
                 if raw is not None:
                     ids[k] = doc_id = raw.decode()
                     cache.put(*wanted[k], doc_id)
-        pipe = self.client.pipeline(transaction=False)
-        for (s, _n), doc_id in zip(wanted, ids, strict=True):
-            if doc_id is not None:
-                pipe.hmget(self.keys.doc(s, doc_id), ["n", "src"])
-        replies = iter(pipe.execute())
+        cmds = [
+            ("HMGET", self.keys.doc(s, doc_id), "n", "src")
+            for (s, _n), doc_id in zip(wanted, ids, strict=True)
+            if doc_id is not None
+        ]
+        replies = iter(self.wire.run(cmds))
         out: list[tuple[str, bytes] | None] = []
         for (s, n), doc_id in zip(wanted, ids, strict=True):
             if doc_id is None:

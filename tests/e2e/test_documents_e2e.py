@@ -161,7 +161,7 @@ def test_lifecycle_through_kafka_and_http(
     assert int(headers["source_offset"]) >= 0 and int(headers["source_partition"]) >= 0
 
     stats = api.get("/stats").json()["index"]
-    assert stats["documents"] == 3 and stats["tombstones"] == 2
+    assert stats["documents"] == 3 and stats["tombstones"] == 3
 
 
 def test_http_limits_and_errors(settings: Settings, api: httpx.Client) -> None:
