@@ -1,15 +1,18 @@
 """Keyword search: analyze the query, read postings from Redis, filter, score with BM25.
 
-Four round trips (rtindex.query.wire) whatever the query: (1) shard statistics, the query terms'
-postings and the keyword filters' postings; (2) the doc-length (and, for range and geo
-filters, doc-value) chunks the candidates fall in; (3) the ids of the top hits; (4) their
-stored fields. Scoring is vectorized numpy over whole posting lists, so a query costs
-O(postings of its terms), never a per-document Redis call.
+At most four round trips (rtindex.query.wire) whatever the query: (1) shard statistics,
+the query terms' postings, the keyword filters' postings and, for a shard spanning few
+doc-value chunks, all of them; (2) the doc-length (and, for range and geo filters,
+doc-value) chunks the candidates fall in that (1) did not bring, usually none; (3) the ids
+of the top hits, unless remembered; (4) their stored fields. Scoring is vectorized numpy
+over whole posting lists, so a query costs O(postings of its terms), never a
+per-document Redis call.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -43,6 +46,9 @@ MAX_Q_CHARS = 1000
 MAX_K = 1000
 MAX_OFFSET = 10_000
 MAX_ID_BYTES = 512
+# A shard spanning this many doc-value chunks or fewer has them all fetched with the
+# postings (a chunk holds 2 bytes per text field for each of CHUNK_DOCS documents).
+PREFETCH_CHUNKS = 2
 # Docnum -> id pairs the query service remembers (idcache.py): ~100 bytes each.
 ID_CACHE_ENTRIES = 200_000
 
@@ -97,7 +103,6 @@ class _Shard:
     size: int = 0  # 1 + the largest docnum any of its postings holds
     match: npt.NDArray[np.bool_] | None = None  # op=and: the documents that qualify
     bonus: npt.NDArray[np.float64] | None = None  # op=and: score of containing a query run
-    chunks: list[int] = field(default_factory=list)
     lengths: dict[int, bytes | None] = field(default_factory=dict)
     values: dict[str, dict[int, bytes | None]] = field(default_factory=dict)
 
@@ -166,6 +171,7 @@ class Searcher:
         self.layout_known = False
         self.doc_ids = DocIdCache(ID_CACHE_ENTRIES)
         self.wire = Wire(client)
+        self._spans: dict[int, int] = {}  # shard -> doc-value chunks its docnums span
 
     @classmethod
     def connect(cls, settings: Settings) -> Searcher:
@@ -232,7 +238,15 @@ class Searcher:
         keys, n_text = self.keys, len(self.text_fields)
         filters = list(req.keywords.items())
         grams = list(dict.fromkeys(g for group in groups for g in group.bigrams))
-        stat_fields = ["N", *(f"tl:{f}" for f in self.text_fields)]
+        columns = [*req.ranges]  # the doc-value columns the filters read
+        if req.geo is not None:
+            columns.extend(geo_columns(req.geo.field))
+        # A shard whose docnums span few chunks (as of the last query) has them fetched in
+        # the first round trip: most queries then need no second one.
+        ahead = {
+            s: range(n) for s, n in self._spans.items() if n <= PREFETCH_CHUNKS
+        }  # fmt: skip
+        stat_fields = ["N", "next", *(f"tl:{f}" for f in self.text_fields)]
         cmds: list[Command] = []
         for s in range(keys.shards):
             cmds.append(["HMGET", keys.stats(s), *stat_fields])
@@ -241,6 +255,7 @@ class Searcher:
             for _f, vals in filters:
                 cmds.extend(("GET", keys.keyword(s, _f, v)) for v in vals)
             cmds.extend(("GET", keys.keyword(s, _f, v)) for _f, v, _w in prefs)
+            cmds.extend(self._chunk_commands(s, ahead.get(s, ()), columns))
         replies = iter(self.wire.run(cmds))
 
         n_docs = 0
@@ -250,22 +265,21 @@ class Searcher:
         for s in range(keys.shards):
             st = next(replies)
             n_docs += int(st[0] or 0)
-            total_len += [int(x or 0) for x in st[1:]]
+            self._spans[s] = int(st[1] or 0) // CHUNK_DOCS + 1
+            total_len += [int(x or 0) for x in st[2:]]
             postings = [decode_text_postings(next(replies), n_text) for _ in terms]
             df += np.array([len(d) for d, _ in postings], np.int64)
             bigram_docs = {g: decode_docnums(next(replies)) for g in grams}
             allowed = [[decode_docnums(next(replies)) for _ in vals] for _f, vals in filters]
             preferred = [decode_docnums(next(replies)) for _ in prefs]
-            shards.append(_Shard(s, postings, allowed, preferred, bigram_docs))
+            sh = _Shard(s, postings, allowed, preferred, bigram_docs)
+            self._read_chunks(sh, ahead.get(s, ()), columns, replies)
+            shards.append(sh)
         if n_docs <= 0:
             return 0, []
         avgdl = total_len / n_docs
         idfs = [idf(n_docs, int(d)) for d in df]
 
-        # The doc-value chunks the postings fall in (doc lengths; filter columns).
-        columns = [*req.ranges]
-        if req.geo is not None:
-            columns.extend(geo_columns(req.geo.field))
         for sh in shards:
             sh.size = 1 + max(
                 (
@@ -277,21 +291,21 @@ class Searcher:
             )
         if groups:
             self._and_match(groups, terms, shards, n_docs)
-        cmds = []
+        # The doc-value chunks the candidates fall in (doc lengths; filter columns) that
+        # the first round trip did not bring.
+        missing: dict[int, list[int]] = {}
         for sh in shards:
             docs = [d for d, _ in sh.postings]
             if sh.match is not None:
                 docs = [np.flatnonzero(sh.match).astype(np.uint32)]
-            sh.chunks = sorted({c for d in docs for c in chunks_of(d)})
-            for ch in sh.chunks:
-                cmds.append(("GET", keys.doc_lengths(sh.shard, ch)))
-                cmds.extend(("GET", keys.numeric(sh.shard, col, ch)) for col in columns)
+            wanted = {c for d in docs for c in chunks_of(d)}
+            missing[sh.shard] = sorted(wanted - sh.lengths.keys())
+        cmds = [
+            c for sh in shards for c in self._chunk_commands(sh.shard, missing[sh.shard], columns)
+        ]
         replies = iter(self.wire.run(cmds))
         for sh in shards:
-            for ch in sh.chunks:
-                sh.lengths[ch] = next(replies)
-                for col in columns:
-                    sh.values.setdefault(col, {})[ch] = next(replies)
+            self._read_chunks(sh, missing[sh.shard], columns, replies)
 
         results = [
             hits
@@ -299,6 +313,22 @@ class Searcher:
             if (hits := self._score_shard(req, terms, sh, avgdl, idfs, columns, prefs)) is not None
         ]
         return self._page(req, results)
+
+    def _chunk_commands(
+        self, shard: int, chunks: Iterable[int], columns: list[str]
+    ) -> Iterator[Command]:
+        for ch in chunks:
+            yield ("GET", self.keys.doc_lengths(shard, ch))
+            yield from (("GET", self.keys.numeric(shard, col, ch)) for col in columns)
+
+    @staticmethod
+    def _read_chunks(
+        sh: _Shard, chunks: Iterable[int], columns: list[str], replies: Iterator[Any]
+    ) -> None:
+        for ch in chunks:
+            sh.lengths[ch] = next(replies)
+            for col in columns:
+                sh.values.setdefault(col, {})[ch] = next(replies)
 
     def _score_shard(
         self,
