@@ -180,6 +180,27 @@ def wait_idle(max_s: float = 300, busy_below: float = 0.25) -> float:
     return time.monotonic() - t0
 
 
+def _code_state() -> dict[str, Any]:
+    """The commit, and uncommitted changes to tracked files (if any), of the code."""
+
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return r.stdout.strip()
+
+    changed = git("diff", "HEAD", "--name-only").split()
+    diff_sha = hashlib.sha256(git("diff", "HEAD").encode()).hexdigest()[:12] if changed else ""
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "changed": changed,
+        "diff_sha256": diff_sha,
+    }
+
+
+# Taken when a benchmark starts (imports this module), not when it saves: the figures are
+# the code's that was loaded then, whatever is committed while a long run goes on.
+_CODE_AT_START = _code_state()
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -195,12 +216,6 @@ def machine() -> dict[str, Any]:
         ).split()[1]
     )
 
-    def git(*args: str) -> str:
-        r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return r.stdout.strip()
-
-    changed = git("diff", "HEAD", "--name-only").split()
-    diff_sha = hashlib.sha256(git("diff", "HEAD").encode()).hexdigest()[:12] if changed else ""
     import rtindex
 
     return {
@@ -210,10 +225,7 @@ def machine() -> dict[str, Any]:
         "ram_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        # uncommitted changes to tracked files the figures were measured with (if any)
-        "changed": changed,
-        "diff_sha256": diff_sha,
+        **_CODE_AT_START,
     }
 
 
