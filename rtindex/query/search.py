@@ -356,6 +356,11 @@ class Searcher:
                     lengths[lo:hi] = col[: hi - lo]
         acc = np.zeros(size)
         for (docs, tfs), term_idf in zip(sh.postings, idfs, strict=True):
+            if len(docs) and sh.match is not None:
+                # op=and: only the qualifying documents' scores are read; a common term's
+                # other postings are not worth scoring.
+                keep = sh.match[docs]
+                docs, tfs = docs[keep], tfs[keep]
             if len(docs):
                 acc[docs] += term_scores(
                     tfs, lengths[docs], avgdl, self.boosts, term_idf, self.k1, self.b
