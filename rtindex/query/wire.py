@@ -7,8 +7,9 @@ half of its time (BENCHMARKS.md §9). Here a round trip is a list of commands in
 of raw replies out (bytes, lists of bytes, None, ints: RESP2 without callbacks), on
 connections made like the client's pool makes them (so the URL's password, ACL user, TLS
 and database apply) but kept in a free list of their own: a thread takes one, uses it, puts
-it back. Reads only: a batch that fails on the connection is retried once on a new one
-(a connection left broken by a Redis restart), then the error goes up (a 503).
+it back. Reads only: a batch that fails on its connection is retried once on a new one
+(connections left broken by a Redis restart are all dropped), then the error goes up
+(a 503).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class Wire:
         try:
             return self._round_trip(payload, len(commands))
         except (rx.ConnectionError, rx.TimeoutError):
-            return self._round_trip(payload, len(commands))  # once more, a new connection
+            # The idle connections are likely as broken as this one (Redis restarted, or
+            # closed them as idle): drop them all; once more, on a new connection.
+            self.close()
+            return self._round_trip(payload, len(commands))
 
     def _round_trip(self, payload: bytes, n: int) -> list[Any]:
         conn: Any

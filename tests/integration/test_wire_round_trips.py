@@ -3,6 +3,7 @@ error reply or a Redis restart leaves no connection out of step."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,34 @@ def test_a_restarted_redis_is_reconnected_to(tmp_path: Path) -> None:
         server.restart()
         client.set("k", b"after")
         assert wire.run([("GET", "k")]) == [b"after"]
+        client.close()
+        wire.close()
+    finally:
+        server.stop()
+
+
+def test_all_idle_connections_broken_still_one_call_succeeds(tmp_path: Path) -> None:
+    server = RedisServer.start(data_dir=tmp_path / "redis")
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", b"v")
+        wire = Wire(client)
+        # Three callers at once: three connections, idle afterwards in the free list.
+        start = threading.Barrier(3)
+
+        def hold() -> None:
+            start.wait()
+            wire.run([("BLPOP", "nothing", "0.3")])
+
+        callers = [threading.Thread(target=hold) for _ in range(3)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join()
+        assert len(wire._free) == 3
+        # Redis closes every client connection (as on a restart or an idle timeout).
+        client.client_kill_filter(_type="normal", skipme=True)
+        assert wire.run([("GET", "k")]) == [b"v"]
         client.close()
         wire.close()
     finally:
