@@ -8,7 +8,7 @@ numeric columns); two views give a :class:`ViewDiff`, the only thing the store w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,9 +178,14 @@ def diff_views(old: IndexedView | None, new: IndexedView | None, n_text: int) ->
     )
 
 
-def text_bigrams(doc: Mapping[str, Any] | None, schema: IndexSchema) -> frozenset[str]:
-    """The Han character bigrams of a document's text fields. Not kept in the view (they
-    would double the forward index): derived again from the stored source when needed."""
+def text_bigrams(
+    doc: Mapping[str, Any] | None, schema: IndexSchema, words: Collection[str] = ()
+) -> frozenset[str]:
+    """The Han character bigrams of a document's text fields that are not among ``words``
+    (its indexed terms): a bigram that is also a word of the document is found through
+    that word's postings, so it needs no bigram posting (4 in 10 of them, on People's
+    Daily). Not kept in the view (they would double the forward index): derived again
+    from the stored source and the view's terms when needed."""
     if doc is None:
         return frozenset()
     out: set[str] = set()
@@ -188,7 +193,7 @@ def text_bigrams(doc: Mapping[str, Any] | None, schema: IndexSchema) -> frozense
         value = doc.get(name)
         if isinstance(value, str):
             out |= han_bigrams(value)
-    return frozenset(out)
+    return frozenset(out.difference(words))
 
 
 def apply_patch(src: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

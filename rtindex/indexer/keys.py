@@ -21,7 +21,9 @@ Per shard (prefix ``<ns>:{s<i>}:``):
 ``k:<f>:<value>``  str    keyword postings: sorted 4-byte big-endian docnums
 ``g:<bigram>``     str    Han character bigram postings (``index.han_bigrams``): sorted
                           4-byte big-endian docnums of the documents whose text fields
-                          hold those two characters side by side
+                          hold those two characters side by side, except those that have
+                          the bigram as a word (``p:<bigram>`` holds them; a query reads
+                          both)
 ``dl:<chunk>``     str    doc lengths, u16 BE per text field, indexed by docnum
 ``nv:<f>:<chunk>`` str    numeric doc values, f64 BE per docnum (NaN = missing)
 =================  =====  ==========================================================

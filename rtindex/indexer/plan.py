@@ -124,7 +124,8 @@ def plan_document(
         if not (
             old_src is not None and new_src is not None and _same_text(old_src, new_src, schema)
         ):
-            old_bg, new_bg = text_bigrams(old_src, schema), text_bigrams(new_src, schema)
+            old_bg = text_bigrams(old_src, schema, old_view.terms if old_view else ())
+            new_bg = text_bigrams(new_src, schema, new_view.terms if new_view else ())
             diff = replace(
                 diff,
                 bigrams_add=tuple(sorted(new_bg - old_bg)),

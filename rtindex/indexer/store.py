@@ -39,13 +39,18 @@ def schema_fingerprint(schema: IndexSchema) -> str:
     return orjson.dumps({"text": list(schema.text), "cols": list(numeric_columns(schema))}).decode()
 
 
+BIGRAMS_NOT_WORDS = "2"
+
+
 def document_layout(settings: Settings) -> dict[str, str]:
     """What the documents index records in the namespace's meta hash: how it was built."""
     return {
         "layout": str(LAYOUT_VERSION),
         "shards": str(settings.index.shards),
         "schema": schema_fingerprint(settings.index.schema_),
-        "bigrams": "1" if settings.index.han_bigrams else "0",
+        # "2": the bigrams that are not words of their document ("1", every bigram, was
+        # written before; an index built so is refused here and must be rebuilt).
+        "bigrams": BIGRAMS_NOT_WORDS if settings.index.han_bigrams else "0",
     }
 
 

@@ -139,6 +139,15 @@ def _intersect(lists: list[npt.NDArray[np.uint32]]) -> npt.NDArray[np.uint32]:
     return out
 
 
+def _union(a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """Sorted unique docnums in either sorted unique list."""
+    if not len(a):
+        return b
+    if not len(b):
+        return a
+    return np.union1d(a, b)
+
+
 def _requirements_mask(
     requirements: tuple[Requirement, ...], has: dict[str, npt.NDArray[np.bool_]], size: int
 ) -> npt.NDArray[np.bool_]:
@@ -206,7 +215,9 @@ class Searcher:
             return  # no documents index yet: nothing to find; look again next query
         want = document_layout(self.settings)
         check_layout(self.keys.namespace, have, {k: want[k] for k in want if k != "bigrams"})
-        self.han_bigrams = have.get("bigrams") == "1"
+        # Either kind of bigram postings ("1": all; "2": those not words) is read the
+        # same way: a bigram's documents are its bigram postings + its word postings.
+        self.han_bigrams = have.get("bigrams", "0") != "0"
         self.layout_known = True
 
     # -- the query -------------------------------------------------------------------
@@ -238,6 +249,10 @@ class Searcher:
         keys, n_text = self.keys, len(self.text_fields)
         filters = list(req.keywords.items())
         grams = list(dict.fromkeys(g for group in groups for g in group.bigrams))
+        # A bigram's documents: its bigram postings + its word postings (a bigram that is
+        # a word of a document has only the word posting), read here unless a query term.
+        term_index = {t: i for i, t in enumerate(terms)}
+        word_grams = [g for g in grams if g not in term_index]
         columns = [*req.ranges]  # the doc-value columns the filters read
         if req.geo is not None:
             columns.extend(geo_columns(req.geo.field))
@@ -252,6 +267,7 @@ class Searcher:
             cmds.append(["HMGET", keys.stats(s), *stat_fields])
             cmds.extend(("GET", keys.postings(s, t)) for t in terms)
             cmds.extend(("GET", keys.bigram(s, g)) for g in grams)
+            cmds.extend(("GET", keys.postings(s, g)) for g in word_grams)
             for _f, vals in filters:
                 cmds.extend(("GET", keys.keyword(s, _f, v)) for v in vals)
             cmds.extend(("GET", keys.keyword(s, _f, v)) for _f, v, _w in prefs)
@@ -270,6 +286,11 @@ class Searcher:
             postings = [decode_text_postings(next(replies), n_text) for _ in terms]
             df += np.array([len(d) for d, _ in postings], np.int64)
             bigram_docs = {g: decode_docnums(next(replies)) for g in grams}
+            as_words = {g: decode_text_postings(next(replies), n_text)[0] for g in word_grams}
+            for g in grams:
+                i = term_index.get(g)
+                words = postings[i][0] if i is not None else as_words[g]
+                bigram_docs[g] = _union(bigram_docs[g], words)
             allowed = [[decode_docnums(next(replies)) for _ in vals] for _f, vals in filters]
             preferred = [decode_docnums(next(replies)) for _ in prefs]
             sh = _Shard(s, postings, allowed, preferred, bigram_docs)

@@ -197,8 +197,11 @@ def check_against_model(
             postings_want.setdefault(keys.postings(shard, term), {})[doc_id] = tf
         for f, v in view.keywords:
             keywords_want.setdefault(keys.keyword(shard, f, v), set()).add(doc_id)
-        # Han bigram postings: docnum lists like keywords, one per bigram of the text.
-        grams = text_bigrams(live[doc_id], schema) if settings.index.han_bigrams else set()
+        # Han bigram postings: docnum lists like keywords, one per bigram of the text that
+        # is not a word of the document (those are found by their word postings).
+        grams = (
+            text_bigrams(live[doc_id], schema, view.terms) if settings.index.han_bigrams else set()
+        )
         stats_want[shard]["bigrams"] += len(grams)
         for g in grams:
             keywords_want.setdefault(keys.bigram(shard, g), set()).add(doc_id)

@@ -121,3 +121,20 @@ def test_no_bigram_postings_when_the_index_keeps_none() -> None:
         "a", Stored(), [(0, up(1, title="北京烤鸭"))], SCHEMA, tok, bigrams=False
     )
     assert plan is not None and plan.diff.bigrams_add == ()
+
+
+def test_a_bigram_that_is_a_word_of_the_document_gets_no_bigram_posting() -> None:
+    # The words 北京 and 烤鸭店 (this tokenizer splits on spaces): 北京 is found through its
+    # word posting, so only 烤鸭 and 鸭店 get bigram postings (none across the space).
+    plan, _ = fold(Stored(), up(1, title="北京 烤鸭店"))
+    assert plan is not None and plan.diff.bigrams_add == ("烤鸭", "鸭店")
+    # The word goes away, the text keeps the bigram: now it needs a bigram posting.
+    base = live(1, 7, title="北京 烤鸭店")
+    plan, _ = fold(base, patch(2, title="北京烤鸭店"))
+    assert plan is not None
+    assert plan.diff.bigrams_add == ("京烤", "北京") and plan.diff.bigrams_remove == ()
+    # And back: the word 北京 returns, its bigram posting goes.
+    base = live(2, 7, title="北京烤鸭店")
+    plan, _ = fold(base, patch(3, title="北京 烤鸭店"))
+    assert plan is not None
+    assert plan.diff.bigrams_add == () and plan.diff.bigrams_remove == ("京烤", "北京")
