@@ -33,14 +33,15 @@ def term_scores(
     lengths: npt.NDArray[np.uint16],
     avgdl: Sequence[float] | FloatArray,
     boosts: Sequence[float],
-    term_idf: float,
+    term_idf: float | FloatArray,
     k1: float,
     b: float,
 ) -> FloatArray:
     """One term's score for each of n documents.
 
     ``tfs`` and ``lengths`` are (n, fields) arrays: the term's frequency and the
-    document's length in each text field.
+    document's length in each text field. ``term_idf``: the term's idf, or one per row
+    (rows of several terms scored in one call).
     """
     tf = tfs.astype(np.float64)
     dl = lengths.astype(np.float64)

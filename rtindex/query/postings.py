@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,20 +27,42 @@ def decode_docnums(blob: bytes | None) -> U32Array:
     return np.frombuffer(blob, dtype=">u4").astype(np.uint32)
 
 
+def _gather(
+    chunks: dict[int, bytes | None],
+    docnums: U32Array,
+    chunk_docs: int,
+    dtype: str,
+    width: int,
+    out: npt.NDArray[Any],
+) -> None:
+    """Fill ``out``'s rows with the chunked column's rows (``width`` values of ``dtype``
+    per docnum) for ``docnums``; rows past a chunk's end or in no chunk stay as they are."""
+    for chunk, blob in chunks.items():
+        if not blob:
+            continue
+        col = np.frombuffer(blob, dtype=dtype).reshape(-1, width)
+        sel = (docnums // chunk_docs) == chunk
+        slots = (docnums[sel] % chunk_docs).astype(np.int64)
+        ok = slots < len(col)
+        out[np.flatnonzero(sel)[ok]] = col[slots[ok]].reshape((-1, *out.shape[1:]))
+
+
 def gather_f64(
     chunks: dict[int, bytes | None], docnums: U32Array, chunk_docs: int
 ) -> npt.NDArray[np.float64]:
     """Values of an f64 doc-value column for the given docnums (NaN where missing)."""
     out = np.full(len(docnums), np.nan)
-    for chunk, blob in chunks.items():
-        if not blob:
-            continue
-        col = np.frombuffer(blob, dtype=">f8")
-        sel = (docnums // chunk_docs) == chunk
-        slots = (docnums[sel] % chunk_docs).astype(np.int64)
-        ok = slots < len(col)
-        idx = np.flatnonzero(sel)[ok]
-        out[idx] = col[slots[ok]]
+    _gather(chunks, docnums, chunk_docs, ">f8", 1, out)
+    return out
+
+
+def gather_u16_rows(
+    chunks: dict[int, bytes | None], docnums: U32Array, chunk_docs: int, width: int
+) -> U16Array:
+    """Rows of ``width`` u16 values (doc lengths per text field) for the given docnums
+    (zeros where missing)."""
+    out = np.zeros((len(docnums), width), np.uint16)
+    _gather(chunks, docnums, chunk_docs, ">u2", width, out)
     return out
 
 

@@ -33,6 +33,7 @@ from rtindex.query.postings import (
     decode_docnums,
     decode_text_postings,
     gather_f64,
+    gather_u16_rows,
     haversine_km,
 )
 from rtindex.query.rank import top_order
@@ -361,35 +362,19 @@ class Searcher:
         columns: list[str],
         prefs: list[tuple[str, str, float]],
     ) -> _ShardHits | None:
-        """Scores accumulate in an array indexed by docnum (dense per shard): O(postings
-        + docnums) with no sorting or merging of posting lists."""
-        n_text = len(self.text_fields)
+        """op=or: scores accumulate in an array indexed by docnum (dense per shard):
+        O(postings + docnums) with no sorting or merging of posting lists. op=and: the
+        qualifying documents are known first, and only they are scored (_scores_of)."""
         size = sh.size
         if size <= 0:
             return None
-        lengths = np.zeros((size, n_text), np.uint16)
-        for ch, blob in sh.lengths.items():
-            if blob:
-                col = np.frombuffer(blob, dtype=">u2").reshape(-1, n_text)
-                lo = ch * CHUNK_DOCS
-                hi = min(lo + len(col), size)
-                if hi > lo:
-                    lengths[lo:hi] = col[: hi - lo]
-        acc = np.zeros(size)
-        for (docs, tfs), term_idf in zip(sh.postings, idfs, strict=True):
-            if len(docs) and sh.match is not None:
-                # op=and: only the qualifying documents' scores are read; a common term's
-                # other postings are not worth scoring.
-                keep = sh.match[docs]
-                docs, tfs = docs[keep], tfs[keep]
-            if len(docs):
-                acc[docs] += term_scores(
-                    tfs, lengths[docs], avgdl, self.boosts, term_idf, self.k1, self.b
-                )
-        if sh.bonus is not None:
-            acc += sh.bonus
-        # op=or: every posting scores > 0 (Lucene's idf is never negative), so acc > 0.
-        match = sh.match.copy() if sh.match is not None else acc > 0
+        acc: npt.NDArray[np.float64] | None = None
+        if sh.match is None:
+            acc = self._dense_scores(sh, avgdl, idfs)
+            # Every posting scores > 0 (Lucene's idf is never negative), so acc > 0.
+            match = acc > 0
+        else:
+            match = sh.match.copy()
         for values in sh.allowed:
             ok = np.zeros(size, bool)
             for docs in values:
@@ -414,7 +399,9 @@ class Searcher:
             c = c[mask]
         if not len(c):
             return None
-        scores = acc[c]
+        scores = acc[c] if acc is not None else self._scores_of(sh, c, avgdl, idfs)
+        if sh.bonus is not None:
+            scores += sh.bonus[c]
         if prefs and self.search_boost > 0:
             liked = np.zeros(size)
             for docs, (_f, _v, weight) in zip(sh.preferred, prefs, strict=True):
@@ -422,6 +409,66 @@ class Searcher:
                 liked[inside] = np.maximum(liked[inside], weight)
             scores = scores * (1.0 + self.search_boost * liked[c])
         return _ShardHits(sh.shard, c, scores)
+
+    def _dense_scores(
+        self, sh: _Shard, avgdl: npt.NDArray[np.float64], idfs: list[float]
+    ) -> npt.NDArray[np.float64]:
+        """Every posting's BM25, summed per docnum into an array of the shard's size."""
+        n_text = len(self.text_fields)
+        lengths = np.zeros((sh.size, n_text), np.uint16)
+        for ch, blob in sh.lengths.items():
+            if blob:
+                col = np.frombuffer(blob, dtype=">u2").reshape(-1, n_text)
+                lo = ch * CHUNK_DOCS
+                hi = min(lo + len(col), sh.size)
+                if hi > lo:
+                    lengths[lo:hi] = col[: hi - lo]
+        acc = np.zeros(sh.size)
+        for (docs, tfs), term_idf in zip(sh.postings, idfs, strict=True):
+            if len(docs):
+                acc[docs] += term_scores(
+                    tfs, lengths[docs], avgdl, self.boosts, term_idf, self.k1, self.b
+                )
+        return acc
+
+    def _scores_of(
+        self,
+        sh: _Shard,
+        c: npt.NDArray[np.uint32],
+        avgdl: npt.NDArray[np.float64],
+        idfs: list[float],
+    ) -> npt.NDArray[np.float64]:
+        """BM25 of the (sorted) docnums ``c`` only: each term's postings are searched for
+        them, then every (term, document) pair is scored in one vectorized call. The
+        cost follows the query's terms and the matches, not the postings' length, and
+        the per-term numpy calls of the dense path (a dozen each) are not repeated."""
+        at: list[npt.NDArray[np.intp]] = []
+        tf_rows: list[npt.NDArray[np.uint16]] = []
+        weights: list[npt.NDArray[np.float64]] = []
+        for (docs, tfs), term_idf in zip(sh.postings, idfs, strict=True):
+            if not len(docs):
+                continue
+            pos = np.minimum(np.searchsorted(docs, c), len(docs) - 1)
+            hit = np.flatnonzero(docs[pos] == c)
+            if len(hit):
+                at.append(hit)
+                tf_rows.append(tfs[pos[hit]])
+                weights.append(np.full(len(hit), term_idf))
+        if not at:
+            return np.zeros(len(c))
+        i = np.concatenate(at)
+        lengths = gather_u16_rows(sh.lengths, c, CHUNK_DOCS, len(self.text_fields))
+        pair = term_scores(
+            np.concatenate(tf_rows),
+            lengths[i],
+            avgdl,
+            self.boosts,
+            np.concatenate(weights),
+            self.k1,
+            self.b,
+        )
+        # Summed per document in term order, as the dense path adds them.
+        return cast(npt.NDArray[np.float64], np.bincount(i, weights=pair, minlength=len(c)))
 
     def _and_match(
         self,
