@@ -471,7 +471,8 @@ def notes(r: dict[str, Any]) -> str:
     return (
         "**How rtindex finds non-words.** rtindex indexes jieba's search-mode words (a word "
         "and the dictionary words inside it) and, beside them, every Han character bigram of "
-        "the text (docnums only, `index.han_bigrams`). In `and` mode each Han run of the "
+        "the text that is not already one of its words (docnums only, `index.han_bigrams`; "
+        "a query reads a bigram's word postings too). In `and` mode each Han run of the "
         "query is a literal string, met by containing it: the intersection of its bigrams' "
         "postings, checked against the stored text for runs of 3 or more characters (their "
         "bigrams may lie apart). A string that crosses a word boundary (京烤, 济发) is cut "
