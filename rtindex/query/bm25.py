@@ -44,12 +44,17 @@ def term_scores(
     (rows of several terms scored in one call).
     """
     tf = tfs.astype(np.float64)
-    dl = lengths.astype(np.float64)
     avg = np.asarray(avgdl, dtype=np.float64)
     # A field no live document has (avgdl 0) has tf 0 everywhere: any positive norm works.
     avg = np.where(avg > 0, avg, 1.0)
-    norm = k1 * (1.0 - b + b * dl / avg)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_field = np.where(tf > 0, tf * (k1 + 1.0) / (tf + norm), 0.0)
-    weighted: FloatArray = per_field @ np.asarray(boosts, dtype=np.float64)
-    return weighted * term_idf
+    # tf + k1 * (1 - b + b * dl / avgdl), in place: a few passes over the rows, no temporaries.
+    denom = lengths.astype(np.float64)
+    denom *= k1 * b / avg
+    denom += k1 * (1.0 - b)
+    denom += tf
+    # With k1 >= 0 and 0 <= b <= 1 every addend is >= 0, so a zero denominator means tf 0,
+    # which scores 0 (tf is left as it is there).
+    np.divide(tf, denom, out=tf, where=denom > 0)
+    weighted: FloatArray = tf @ (np.asarray(boosts, dtype=np.float64) * (k1 + 1.0))
+    weighted *= term_idf
+    return weighted

@@ -448,16 +448,25 @@ class Searcher:
         for (docs, tfs), term_idf in zip(sh.postings, idfs, strict=True):
             if not len(docs):
                 continue
-            pos = np.minimum(np.searchsorted(docs, c), len(docs) - 1)
-            hit = np.flatnonzero(docs[pos] == c)
+            if len(docs) == len(c) and np.array_equal(docs, c):
+                # The matches are this term's documents (a one-word query, say): every
+                # row, in order, no search needed.
+                hit, rows = np.arange(len(c)), tfs
+            else:
+                pos = np.minimum(np.searchsorted(docs, c), len(docs) - 1)
+                hit = np.flatnonzero(docs[pos] == c)
+                rows = tfs[pos[hit]]
             if len(hit):
                 at.append(hit)
-                tf_rows.append(tfs[pos[hit]])
+                tf_rows.append(rows)
                 weights.append(np.full(len(hit), term_idf))
         if not at:
             return np.zeros(len(c))
-        i = np.concatenate(at)
         lengths = gather_u16_rows(sh.lengths, c, CHUNK_DOCS, len(self.text_fields))
+        if len(at) == 1 and len(at[0]) == len(c):
+            # One term, in every match (its hits are then 0..n-1): nothing to sum.
+            return term_scores(tf_rows[0], lengths, avgdl, self.boosts, weights[0], self.k1, self.b)
+        i = np.concatenate(at)
         pair = term_scores(
             np.concatenate(tf_rows),
             lengths[i],

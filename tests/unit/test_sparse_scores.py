@@ -66,3 +66,22 @@ def test_gather_rows_and_values_across_chunks() -> None:
     values = {1: np.array([1.5, 2.5], ">f8").tobytes()}
     out = gather_f64(values, np.array([0, CHUNK_DOCS + 1, CHUNK_DOCS + 2], np.uint32), CHUNK_DOCS)
     assert out[1] == 2.5 and np.isnan(out[0]) and np.isnan(out[2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3 * CHUNK_DOCS))
+def test_gather_equals_a_dense_column(seed: int, size: int) -> None:
+    """Chunks missing, short or absent; docnums anywhere (past every chunk too)."""
+    rng = np.random.default_rng(seed)
+    dense = np.full(size + 10, np.nan)
+    chunks: dict[int, bytes | None] = {}
+    for ch in range((size - 1) // CHUNK_DOCS + 1):
+        if rng.random() < 0.2:
+            continue
+        rows = max(0, min(CHUNK_DOCS, size - ch * CHUNK_DOCS) - int(rng.integers(0, 3)))
+        col = rng.uniform(-1e6, 1e6, rows)
+        dense[ch * CHUNK_DOCS : ch * CHUNK_DOCS + rows] = col
+        chunks[ch] = col.astype(">f8").tobytes() if rows or rng.random() < 0.5 else None
+    docs = np.sort(rng.choice(size + 10, int(rng.integers(0, min(size, 500) + 1)), replace=False))
+    got = gather_f64(chunks, docs.astype(np.uint32), CHUNK_DOCS)
+    np.testing.assert_array_equal(got, dense[docs])
