@@ -42,43 +42,6 @@ from rtindex.runtime.servers import KafkaServer, RedisServer
 NAME = "chaos"
 
 
-def configs(seed: int, quick: bool) -> tuple[chaos.ChaosConfig, chaos.RunConfig]:
-    if quick:
-        return (
-            chaos.ChaosConfig(
-                seed=seed,
-                document_events=2_500,
-                behavior_events=2_500,
-                documents=400,
-                users=100,
-                kills=3,
-                outages=1,
-                outage_s=(3.0, 4.0),
-                publish_s=15.0,
-            ),
-            chaos.RunConfig(
-                seed=seed + 7, document_events=1_500, behavior_events=1_500, documents=300, users=60
-            ),
-        )
-    return (
-        chaos.ChaosConfig(
-            seed=seed,
-            document_events=25_000,
-            behavior_events=25_000,
-            documents=3_000,
-            users=600,
-            kills=12,
-            outages=3,
-            outage_s=(3.0, 6.0),
-            publish_s=120.0,
-            members=2,
-        ),
-        chaos.RunConfig(
-            seed=seed + 7, document_events=6_000, behavior_events=6_000, documents=1_000, users=200
-        ),
-    )
-
-
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -89,7 +52,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--only", default="chaos,group")
     args = ap.parse_args()
-    chaos_cfg, group_cfg = configs(args.seed, args.quick)
+    chaos_cfg, group_cfg = chaos.bench_configs(args.seed, args.quick)
     only = set(args.only.split(","))
     result: dict[str, Any] = {"quick": args.quick, "seed": args.seed, "load_before": loadavg()}
     t0 = time.monotonic()
@@ -156,8 +119,17 @@ def render(r: dict[str, Any]) -> str:
         behind = sum(1 for k in kills if k["behind"])
         down = sum(o["down_s"] for o in c["outages"])
         restart = sum(o.get("restart_s", 0.0) for o in c["outages"])
+        digest = c.get("workload_sha256")
+        seeded = (
+            f" (stream sha256 {digest[:16]}; it and the schedule of "
+            f"{len(c['fault_plan'])} planned faults are a function of the seed, "
+            "tests/unit/test_chaos_seed.py)"
+            if digest
+            else ""
+        )
         parts.append(
-            f"Seed {r['seed']}. {ev['total']:,} events ({ev['documents']:,} document events, "
+            f"Seed {r['seed']}{seeded}. {ev['total']:,} events "
+            f"({ev['documents']:,} document events, "
             f"{ev['behaviors']:,} behavior events: "
             + ", ".join(f"{k} {v:,}" for k, v in ev["by_kind"].items())
             + f") published over {c['publish_s']} s to {c['config']['partitions']}-partition "

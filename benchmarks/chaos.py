@@ -41,8 +41,10 @@ consumer, has applied events it has not committed (Redis's applied offset agains
 group's committed one); an outage until a member of each stream owns partitions. Each
 behavior kill records exactly how many applied events it left uncommitted. A consumer
 must wait an outage out with retries: a consumer process that exits on its own fails
-the run. A fixed seed reproduces the stream and the fault schedule; how processes
-interleave around them is the machine's.
+the run. A fixed seed reproduces the stream and the fault schedule (:func:`fault_plan`;
+each run's results keep the schedule and the stream's sha256, ``Workload.digest``, and
+tests/unit/test_chaos_seed.py holds both to their seed); how processes interleave around
+them is the machine's.
 
 **Consumer groups** (:func:`run_group`). Two members per stream share the partitions;
 one leaves with SIGTERM (it must exit 0), a new one joins, another is SIGKILLed, another
@@ -89,6 +91,7 @@ difference is listed too, and any difference at all fails the run.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import math
@@ -150,6 +153,16 @@ class Workload:
 
     def count(self, stream: str) -> int:
         return sum(1 for s, _, _ in self.records if s == stream)
+
+    def digest(self) -> str:
+        """sha256 over every record (stream, key, value) in publishing order: one seed,
+        one digest; the results file keeps it, so two runs can be compared."""
+        h = hashlib.sha256()
+        for stream, key, value in self.records:
+            for part in (stream.encode(), b"-" if key is None else b"+" + key, value):
+                h.update(len(part).to_bytes(4, "big"))
+                h.update(part)
+        return h.hexdigest()
 
 
 def _texts() -> list[str]:
@@ -889,6 +902,71 @@ def chaos_schedule(cfg: ChaosConfig, rng: random.Random) -> list[Fault]:
     return sorted(faults)
 
 
+def fault_plan(cfg: ChaosConfig) -> tuple[list[Fault], random.Random]:
+    """The run's fault schedule, a function of ``cfg`` (its seed included), and the
+    generator that goes on to draw the restart delays (one draw per kill, in order)."""
+    rng = random.Random(cfg.seed + 1)
+    return chaos_schedule(cfg, rng), rng
+
+
+def describe_plan(faults: list[Fault]) -> list[dict[str, Any]]:
+    """The schedule as data (``Fault`` compares by time only), for results and tests."""
+    return [
+        {
+            "at_s": round(f.at_s, 3),
+            "kind": f.kind,
+            "stream": f.stream,
+            "slot": f.slot,
+            "down_s": round(f.down_s, 3),
+            "kill_after_s": None if f.kill_after_s is None else round(f.kill_after_s, 3),
+        }
+        for f in faults
+    ]
+
+
+def planned_kills(faults: list[Fault]) -> int:
+    """SIGKILLs the schedule holds: its kills and the kills inside its outages."""
+    return sum(f.kind == "kill" or f.kill_after_s is not None for f in faults)
+
+
+def bench_configs(seed: int, quick: bool) -> tuple[ChaosConfig, RunConfig]:
+    """``benchmarks/bench_chaos.py``'s runs (chaos, group); ``quick``: its smoke run."""
+    if quick:
+        return (
+            ChaosConfig(
+                seed=seed,
+                document_events=2_500,
+                behavior_events=2_500,
+                documents=400,
+                users=100,
+                kills=3,
+                outages=1,
+                outage_s=(3.0, 4.0),
+                publish_s=15.0,
+            ),
+            RunConfig(
+                seed=seed + 7, document_events=1_500, behavior_events=1_500, documents=300, users=60
+            ),
+        )
+    return (
+        ChaosConfig(
+            seed=seed,
+            document_events=25_000,
+            behavior_events=25_000,
+            documents=3_000,
+            users=600,
+            kills=12,
+            outages=3,
+            outage_s=(3.0, 6.0),
+            publish_s=120.0,
+            members=2,
+        ),
+        RunConfig(
+            seed=seed + 7, document_events=6_000, behavior_events=6_000, documents=1_000, users=200
+        ),
+    )
+
+
 def run_chaos(
     cfg: ChaosConfig,
     bootstrap: str,
@@ -901,11 +979,11 @@ def run_chaos(
     ``chaos_redis`` must persist (``data_dir``): it is stopped and started again."""
     if chaos_redis.data_dir is None:
         raise ValueError("the chaos Redis server needs a data_dir (AOF) to survive a stop")
-    rng = random.Random(cfg.seed + 1)
-    schedule = chaos_schedule(cfg, rng)
-    result: dict[str, Any] = {"config": _config_dict(cfg)}
+    schedule, rng = fault_plan(cfg)
+    result: dict[str, Any] = {"config": _config_dict(cfg), "fault_plan": describe_plan(schedule)}
     with _run(cfg, bootstrap, chaos_redis.url, clean_url, workdir, "c") as run:
         log(f"workload: {len(run.workload.records):,} events {run.workload.composition}")
+        result["workload_sha256"] = run.workload.digest()
         slots: dict[tuple[str, int], Member | None] = {}
         for stream in STREAMS:
             for i in range(cfg.members):
@@ -1121,6 +1199,7 @@ def run_group(
     result: dict[str, Any] = {"config": _config_dict(cfg)}
     rng = random.Random(cfg.seed + 2)
     with _run(cfg, bootstrap, chaos_url, clean_url, workdir, "g") as run:
+        result["workload_sha256"] = run.workload.digest()
         n = len(run.workload.records)
         shares = (0.10, 0.06, 0.10, 0.06, 0.10, 0.06, 0.22, 0.06, 0.10)
         bounds = [round(n * sum(shares[: i + 1])) for i in range(len(shares))]
