@@ -3,29 +3,35 @@
 Tansu (the embedded broker) speaks plaintext only, so a TLS terminator sits in front of
 it: the broker advertises the terminator's address, and every rtindex client — the admin
 that creates topics, the producer, the consumer, the DLQ producer — must use the
-``kafka.security`` settings (SSL, the test CA, hostname check) to reach it at all.
+``kafka.security`` settings (SSL, the test CA, hostname check) to reach it at all: once
+given as settings, once as environment variables to the ``rtindex`` commands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import trustme
 from helpers import running, wait_until
 from kafka import KafkaConsumer
-from processes import publish
+from processes import committed, process_env, publish
 
 from rtindex.consumers.documents import DocumentConsumer
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.topics import ensure_topics
+from rtindex.indexer.keys import Keys
 from rtindex.runtime.servers import ManagedProcess, free_port, tansu_binary
 from rtindex.settings import Settings
 
@@ -135,3 +141,68 @@ def test_every_client_goes_through_tls(settings: Settings, tls_kafka: tuple[str,
     finally:
         dlq.close()
     assert [r.value for r in dead] == [b"not json"]
+
+
+def test_security_from_environment_variables_alone(
+    settings: Settings, tls_kafka: tuple[str, Path], tmp_path: Path
+) -> None:
+    """``rtindex topics``, ``rtindex produce`` and ``rtindex consume documents`` with the
+    Kafka security settings in RTINDEX_KAFKA__SECURITY__* variables and nowhere else:
+    the admin, the producer, the consumer and the DLQ producer all get through TLS."""
+    bootstrap, ca = tls_kafka
+    ns = settings.redis.namespace
+    env = process_env(settings, ns) | {
+        "RTINDEX_KAFKA_BOOTSTRAP": bootstrap,
+        "RTINDEX_KAFKA__DOCUMENTS_GROUP": settings.kafka.documents_group,
+        "RTINDEX_KAFKA__SECURITY__SECURITY_PROTOCOL": "SSL",
+        "RTINDEX_KAFKA__SECURITY__SSL_CAFILE": str(ca),
+        "RTINDEX_KAFKA__SECURITY__SSL_CHECK_HOSTNAME": "true",
+    }
+    rtindex = [sys.executable, "-m", "rtindex"]
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*rtindex, *args], env=env, capture_output=True, timeout=120)
+        assert done.returncode == 0, (args, done.stderr.decode(errors="replace")[-2000:])
+
+    run("topics", "--partitions", "2")  # the admin client
+    now = int(time.time() * 1000)
+    lines = [
+        json.dumps({"op": "upsert", "id": f"v{i}", "version": 1, "ts": now, "doc": {"title": "x"}})
+        for i in range(8)
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([*lines, "not json"]) + "\n")
+    run("produce", "documents", str(events))  # the producer
+    # The test reads back with the same settings, built the same way.
+    tls = settings.with_overrides(
+        {
+            "kafka": {
+                "bootstrap": bootstrap,
+                "security": {"security_protocol": "SSL", "ssl_cafile": str(ca)},
+            }
+        }
+    )
+    argv = [*rtindex, "consume", "documents", "--metrics-port", "0"]
+    consumer = subprocess.Popen(argv, env=env)  # the consumer and its DLQ producer
+    client = redis.Redis.from_url(settings.redis.url)
+    keys = Keys(ns, settings.index.shards)
+    try:
+        wait_until(
+            lambda: sum(committed(tls, settings.kafka.documents_group).values()) == 9,
+            timeout=90,
+            message=lambda: f"committed {committed(tls, settings.kafka.documents_group)}",
+        )
+        live = sum(int(client.hget(keys.stats(s), "N") or 0) for s in range(keys.shards))
+        assert live == 8
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(timeout=30) == 0
+        client.close()
+    dlq = KafkaConsumer(
+        tls.kafka.dlq_topic,
+        **kafka_client_config(tls, auto_offset_reset="earliest", consumer_timeout_ms=10_000),
+    )
+    try:
+        assert [r.value for r in dlq] == [b"not json"]
+    finally:
+        dlq.close()

@@ -8,9 +8,12 @@ import ast
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -24,9 +27,10 @@ from rtindex.consumers.behaviors import BehaviorConsumer
 from rtindex.consumers.documents import DocumentConsumer
 from rtindex.consumers.kafka_config import kafka_client_config
 from rtindex.consumers.topics import ensure_topics
+from rtindex.indexer.connection import connect
 from rtindex.query.server import create_app
 from rtindex.runtime.servers import RedisServer, free_port
-from rtindex.settings import Settings
+from rtindex.settings import Settings, load_settings
 
 TOKEN = "t0ken-for-the-tests-" + "x" * 12
 DEBIAN_REDIS = "/usr/bin/redis-server"
@@ -70,6 +74,70 @@ def index_and_query(settings: Settings, n: int = 12) -> None:
             assert stats["headline"]["documents"] == n and stats["redis"]["up"]
             assert set(stats["consumers"]) == {"documents", "behaviors"}
             assert api.get("/readyz").status_code == 200
+
+
+# -- Redis: a plain password (requirepass), through RTINDEX_REDIS_URL --------------------
+
+PASSWORD = "pl@in pass/wörd:%41"  # URL-special characters: quoted in the URL, sent as is
+
+
+@pytest.fixture
+def password_redis() -> Iterator[RedisServer]:
+    with RedisServer.start(password=PASSWORD) as server:
+        yield server
+
+
+def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """``settings`` as the RTINDEX_* variables a deployment sets, with ``redis_url``."""
+    k = settings.kafka
+    return {
+        "PATH": "/usr/bin:/bin",
+        "RTINDEX_REDIS_URL": redis_url,
+        "RTINDEX_NAMESPACE": settings.redis.namespace,
+        "RTINDEX_KAFKA_BOOTSTRAP": k.bootstrap,
+        "RTINDEX_KAFKA__DOCUMENTS_TOPIC": k.documents_topic,
+        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": k.behaviors_topic,
+        "RTINDEX_KAFKA__DLQ_TOPIC": k.dlq_topic,
+        "RTINDEX_KAFKA__DOCUMENTS_GROUP": k.documents_group,
+        "RTINDEX_KAFKA__BEHAVIORS_GROUP": k.behaviors_group,
+        "RTINDEX_KAFKA__CLIENT_ID": k.client_id,
+        "RTINDEX_LOG_LEVEL": "WARNING",
+    }
+
+
+def test_requirepass_password_in_rtindex_redis_url(
+    settings: Settings, password_redis: RedisServer
+) -> None:
+    """The server demands the password; rtindex, configured by RTINDEX_REDIS_URL alone
+    (password in the URL, percent-encoded), connects, indexes, answers queries, and the
+    query service started as ``rtindex serve`` with that environment is ready."""
+    port = password_redis.port
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=port).ping()  # no password: refused
+    url = f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/0"
+    env = settings_env(settings, url)
+    loaded = load_settings(env)
+    assert loaded.redis.url == url
+    client = connect(loaded)
+    try:
+        assert client.ping()
+        assert client.acl_whoami() in ("default", b"default")
+    finally:
+        client.close()
+    index_and_query(loaded)  # both consumers and the query service (in process)
+    api_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtindex", "serve", "--port", str(api_port)], env=env
+    )
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+        wait_until(lambda: _answers("127.0.0.1", api_port), timeout=30)
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        found = httpx.get(f"{base}/search", params={"q": "secure"}, timeout=10).json()
+        assert found["total"] == 12, found
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
 
 
 # -- Redis: password and an ACL user confined to the namespace ---------------------------
@@ -220,9 +288,6 @@ def test_the_api_is_read_only(settings: Settings) -> None:
 
 def test_serve_binds_to_loopback_by_default(settings: Settings) -> None:
     assert Settings().api.host == "127.0.0.1"
-    import subprocess
-    import sys
-
     port = free_port()
     env = {"RTINDEX_REDIS_URL": settings.redis.url, "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(
