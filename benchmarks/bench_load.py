@@ -29,7 +29,8 @@ its work never shares a GIL with the producer and the freshness poller here.
    connection error or no answer within 30 s. The run exits 1 if any request failed.
 4. Phase B, heavy next to light: four threads (another process) loop the heaviest
    queries the limits allow (1,000 characters: packed corpus terms, 1,000 distinct Han
-   characters, mixed scripts; k=1,000, op or and) while one connection sends light
+   characters, mixed scripts, 1,000 distinct analyzed terms; k=1,000, op or and) while
+   one connection sends light
    requests one after another (/healthz and a one-word /search): their latency next to
    heavy work (the test suite asserts they are answered; this measures how fast).
 5. Freshness, the whole time, for every document event: a poller thread here reads the
@@ -40,6 +41,10 @@ its work never shares a GIL with the producer and the freshness poller here.
    answer under load). Latency = found (wall clock) - event ``ts`` (its send time). The
    consumers' own figures (status reports via /stats: every event, behaviors included)
    are recorded at the end of each phase.
+6. Catch-up: the writes stop, and the run waits (up to ``CATCH_UP_S``, 120 s) until
+   every document event sent shows its version in Redis and every behavior event sent is
+   applied, and reports how long that took. The run exits 1 if anything sent was not
+   applied by then.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ PROBE_EVERY = 10
 POLL_S = 0.005
 MAX_CHECK = 64  # oldest pending documents checked per poller round
 TIMEOUT_S = 30.0
+CATCH_UP_S = 120.0  # after the writes stop, how long everything sent may take to apply
 MIX = [("/search", 0.55), ("/recommend", 0.20), ("/similar", 0.15), ("/trending", 0.10)]
 
 
@@ -245,6 +251,7 @@ class Writer:
         self.keys = Keys(s.redis.namespace, s.index.shards)
         self.to_search: collections.deque[int] = collections.deque()
         self.exact_done = threading.Event()
+        self.exact_done_at: float | None = None  # monotonic: every document event found
         self.threads = [
             threading.Thread(target=self._produce, daemon=True),
             threading.Thread(target=self._poll, daemon=True),
@@ -255,13 +262,45 @@ class Writer:
         for t in self.threads:
             t.start()
 
-    def finish(self, timeout_s: float = 120) -> None:
-        """Stop producing; wait (up to timeout_s) until everything sent is found."""
+    def finish(self, timeout_s: float = CATCH_UP_S) -> dict[str, Any]:
+        """Stop producing, then wait (up to ``timeout_s``) until every document event sent
+        shows its version in Redis and every behavior event sent is applied. Returns the
+        seconds each stream took to catch up after the writes stopped (None: not within
+        ``timeout_s``) and what was still unapplied at the end."""
         self.stop.set()
-        self.threads[0].join()
-        deadline = time.monotonic() + timeout_s
+        self.threads[0].join()  # it flushed its producer: everything sent is in Kafka
+        stopped = time.monotonic()
+        deadline = stopped + timeout_s
+        rc = redis.Redis.from_url(self.s.redis.url)
+        recaller = Recaller(rc, self.s)
+        behaviors_at: float | None = None
+        try:
+            while True:
+                b = recaller.behavior_stats()
+                applied = b["behavior_events"] + b["behavior_duplicates"]
+                self.behaviors_applied = applied - self.behaviors_before
+                now = time.monotonic()
+                if behaviors_at is None and self.behaviors_applied >= self.behaviors_sent:
+                    behaviors_at = now
+                if (behaviors_at is not None and self.exact_done.is_set()) or now > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            rc.close()
         for t in self.threads[1:]:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+        docs_at = self.exact_done_at
+
+        def since_stop(t: float | None) -> float | None:
+            return None if t is None else round(max(0.0, t - stopped), 2)
+
+        return {
+            "timeout_s": timeout_s,
+            "documents_s": since_stop(docs_at),
+            "behaviors_s": since_stop(behaviors_at),
+            "documents_unapplied": len(self.sent) - len(self.found),
+            "behaviors_unapplied": max(0, self.behaviors_sent - self.behaviors_applied),
+        }
 
     def _produce(self) -> None:
         producer = make_producer(self.s)
@@ -339,6 +378,7 @@ class Writer:
             if stopping and not pending and seen == len(self.sent):
                 break
             time.sleep(POLL_S)
+        self.exact_done_at = time.monotonic()
         self.exact_done.set()
         rc.close()
 
@@ -564,7 +604,27 @@ def heavy_queries(s: Settings, cat: Catalog) -> list[str]:
         "ＡＢＣ１２３",
     ]
     mixed = (" ".join(scripts) + " ") * 40
-    return [packed, chars, mixed[:1000]]
+    return [packed, chars, mixed[:1000], distinct_terms(an, cat)]
+
+
+def distinct_terms(an: Analyzer, cat: Catalog) -> str:
+    """1,000 characters, 1,000 distinct analyzed terms (as tests/e2e/test_query_limits.py
+    builds them): the 500 commonest single-character Han tokens of the corpus, each
+    followed by a Hangul syllable of its own (which ends the Han run: no two characters
+    can merge into a word)."""
+    import re
+
+    counts = collections.Counter(
+        t
+        for e in cat.events[:3000]
+        for t in an.tokens(e["doc"]["body"])
+        if re.fullmatch(r"[\u4e00-\u9fd5]", t)
+    )
+    han = [t for t, _n in counts.most_common(500)]
+    q = "".join(h + chr(0xAC00 + 7 * i) for i, h in enumerate(han))
+    tokens = an.tokens(q)
+    assert len(q) <= 1000 and len(set(tokens)) == len(q), (len(q), len(set(tokens)))
+    return q
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -667,7 +727,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spans = hq.get(timeout=600)
             hp.join()
             stats_b = stats_snapshot(url)
-            writer.finish()
+            log("writes stopped: waiting for the consumers to apply everything sent")
+            catch_up = writer.finish()
+            log(f"caught up: {catch_up}")
             end = stats_snapshot(url)
         finally:
             if writer is not None:
@@ -729,6 +791,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "documents_applied": len(writer.found),
             "behaviors_sent": writer.behaviors_sent,
             "behaviors_applied": writer.behaviors_applied,
+            "catch_up": catch_up,
             "throttled_s": writer.throttled,
             "seconds": seconds_w,
             "freshness_all": writer.freshness(t_first, t_last),
@@ -850,16 +913,34 @@ def render(r: dict[str, Any]) -> str:
             f"{w['behaviors_applied']:,} applied; dead letters {w['dlq_total']}. The producer "
             f"held back (consumers behind by the backlog limit) for "
             f"{w['throttled_s']['documents']:.1f} s (documents) and "
-            f"{w['throttled_s']['behaviors']:.1f} s (behaviors). Freshness over all document "
+            f"{w['throttled_s']['behaviors']:.1f} s (behaviors). {catch_up_text(w)} "
+            "Freshness over all document "
             f"events: exact p50 "
             f"{w['freshness_all']['exact']['p50']:.0f} ms, p99 "
             f"{w['freshness_all']['exact']['p99']:.0f} ms.",
             f"Phase B: {n_light:,} light requests, one at a time, while four threads loop "
-            f"the heaviest queries the limits allow (1,000 characters, k=1,000); "
+            f"the heaviest queries the limits allow (1,000 characters: packed terms, 1,000 "
+            "distinct Han characters, mixed scripts, 1,000 distinct analyzed terms; k=1,000); "
             f"{b['light_during_heavy']:,} of them completed while a heavy one was in flight. "
             "Latency in ms:",
             table(["request", "n", "failed / statuses", "p50", "p90", "p99", "max"], light + heavy),
         ]
+    )
+
+
+def catch_up_text(w: dict[str, Any]) -> str:
+    c = w.get("catch_up")
+    if c is None:  # a result from before the catch-up wait existed
+        return ""
+
+    def took(s: float | None) -> str:
+        return f"{s:.1f} s" if s is not None else f"NOT within {c['timeout_s']:.0f} s"
+
+    return (
+        f"After the writes stopped, the consumers caught up (every document event's "
+        f"version in Redis, every behavior event applied) in {took(c['documents_s'])} "
+        f"(documents) and {took(c['behaviors_s'])} (behaviors); unapplied at the end: "
+        f"{c['documents_unapplied']} documents, {c['behaviors_unapplied']} behavior events."
     )
 
 
@@ -878,8 +959,26 @@ def main() -> None:
     result = run(args)
     save("load", {"quick": args.quick, **result})
     print(render(result))
+    problems = []
     if result["phase_a"]["latency"]["all"]["failures"]:
-        sys.exit("some requests failed: " + "; ".join(result["phase_a"]["errors"][:5]))
+        problems.append("some requests failed: " + "; ".join(result["phase_a"]["errors"][:5]))
+    unapplied = unapplied_writes(result)
+    if unapplied:
+        problems.append(
+            f"sent and not applied {CATCH_UP_S:.0f} s after the writes stopped: {unapplied}"
+        )
+    if problems:
+        sys.exit("\n".join(problems))
+
+
+def unapplied_writes(result: dict[str, Any]) -> dict[str, int]:
+    """Events sent and never applied (a run whose consumers did not catch up fails)."""
+    c = result["writes"]["catch_up"]
+    counts = {
+        "documents": c["documents_unapplied"],
+        "behaviors": c["behaviors_unapplied"],
+    }
+    return {k: v for k, v in counts.items() if v}
 
 
 if __name__ == "__main__":
