@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_api_fuzz
 import bench_behaviors
 import bench_chaos
 import bench_freshness
@@ -82,26 +83,73 @@ BENCHES = {  # name -> (script, title, render)
         "10. Chinese recall completeness: words, sub-words and non-word substrings",
         bench_recall.render,
     ),
-    # Reliability (issue 5): faults, hostile input, load.
+    # Reliability (issue 5), one section of its own (RELIABILITY below).
     "chaos": (
         "bench_chaos.py",
-        "11. Reliability: exactly once under chaos (SIGKILLed consumers, Redis outages, "
-        "members leaving and joining)",
+        "Exactly once under chaos: SIGKILLed consumers, Redis outages, members leaving and joining",
         bench_chaos.render,
     ),
     "hostile": (
         "bench_hostile.py",
-        "12. Reliability: hostile input, 20,000 bad messages on both topics",
+        "Hostile input: 20,000 bad messages on both topics",
         bench_hostile.render,
+    ),
+    "api_fuzz": (
+        "bench_api_fuzz.py",
+        "HTTP API fuzz: schemathesis against `rtindex serve`",
+        bench_api_fuzz.render,
     ),
     "load": (
         "bench_load.py",
-        "13. Reliability: 50 concurrent clients while the consumers index",
+        "Load: 50 concurrent clients while the consumers index",
         bench_load.render,
     ),
 }
 # Extra arguments of a benchmark run (the MovieLens script measures two ways).
 ARGS = {"movielens_direct": ["--direct"], "movielens": ["--limit", "30000"]}
+# These render as sub-sections (###) of one "## Reliability" section, in this order, with
+# the hand-written security sub-section (tests, no figures) before SECURITY_BEFORE.
+RELIABILITY = ("chaos", "hostile", "api_fuzz", "load")
+SECURITY_BEFORE = "load"
+RELIABILITY_INTRO = (
+    "The reliability and security requirements (issue 5), each measured by a benchmark "
+    "below or proven by tests: exactly once under SIGKILLs, Redis outages and consumer "
+    "group changes, with a fixed seed reproducing the stream and the fault schedule "
+    "(`bench_chaos.py`; tests/e2e/test_chaos.py, tests/unit/test_chaos_seed.py); hostile "
+    "input (`bench_hostile.py`; tests/e2e/test_hostile.py); the HTTP API under "
+    "schema-driven fuzzing and at its limits (`bench_api_fuzz.py`; "
+    "tests/e2e/test_api_fuzz.py, tests/e2e/test_query_limits.py: 1,000 characters of mixed "
+    "scripts and 1,000 distinct analyzed terms answer 200 or 422 while other callers' "
+    "light requests keep being answered); security (tests only); load with freshness and "
+    "catch-up (`bench_load.py`)."
+)
+SECURITY = """### Security (what the tests prove; no figures)
+
+- **Redis password** (`requirepass`) in `RTINDEX_REDIS_URL`, percent-encoded: consumers, \
+the query service and `rtindex serve` configured by the environment alone connect, index \
+and answer (tests/e2e/test_security.py `test_requirepass_password_in_rtindex_redis_url`); \
+a wrong or missing password makes `/readyz` and `/search` answer 503 \
+(`test_wrong_or_missing_password_is_not_ready`).
+- **ACL user** confined to `~<namespace>:*` without admin or dangerous commands: the whole \
+pipeline runs, every key written is in the namespace, anything else is refused \
+(`test_acl_user_limited_to_the_namespace`).
+- **TLS**: `rediss://` with a CA and a client certificate against a server that requires \
+one (mutual TLS; `test_redis_over_mutual_tls`); an unknown server or a missing client \
+certificate is refused (`test_tls_refuses_an_unknown_server_or_a_client_without_certificate`).
+- **Kafka SASL/SSL settings pass through** to every client: the settings reach the config \
+(`test_kafka_security_settings_reach_the_client_config`), every client in the code is \
+built from it (`test_every_kafka_client_is_built_from_the_shared_config`), so do \
+`RTINDEX_KAFKA__SECURITY…` variables (tests/unit/test_kafka_security_env.py), and over a \
+real TLS listener the admin, producer, consumer and DLQ producer all connect, with the \
+settings given in process or only as variables to `rtindex topics/produce/consume` \
+(tests/e2e/test_kafka_tls.py). SASL itself is proven as configuration only: the embedded \
+broker has no SASL listener.
+- **Query service**: binds 127.0.0.1 by default, read from the kernel's socket table \
+(`test_serve_binds_to_loopback_by_default`); an optional bearer token guards every call \
+but the probes and the page (`test_bearer_token_guards_everything_but_the_probes`, \
+`test_the_token_must_be_long_enough`; tests/e2e/test_api_fuzz.py: the 401s are the \
+documented ones); no write calls: only GET/HEAD routes, POST/PUT/PATCH/DELETE get 405 \
+(`test_the_api_is_read_only`)."""
 
 
 def run_one(name: str, quick: bool) -> tuple[bool, float]:
@@ -172,7 +220,11 @@ def render(results: Path | None = None, out: Path = OUT, charts_dir: Path | None
         parts.append(f"({chart_error})")
     for name, (_script, title, fn) in BENCHES.items():
         path = results / f"{name}.json"
-        parts.append(f"## {title}")
+        if name == RELIABILITY[0]:
+            parts += ["## Reliability", RELIABILITY_INTRO]
+        if name == SECURITY_BEFORE:
+            parts.append(SECURITY)
+        parts.append(f"{'###' if name in RELIABILITY else '##'} {title}")
         if not path.exists():
             parts.append("(not run yet)")
             continue
