@@ -324,7 +324,10 @@ def render(r: dict[str, Any]) -> str:
         ["operations fuzzed", len(r["operations"])],
         ["cases generated (examples / coverage / fuzzing)", _phases(r["cases_by_phase"])],
         ["responses", f"{r['responses']:,}"],
-        ["  2xx / 4xx / 5xx", " / ".join(f"{classes.get(c, 0):,}" for c in ("2xx", "4xx", "5xx"))],
+        [
+            "responses 2xx / 4xx / 5xx",
+            " / ".join(f"{classes.get(c, 0):,}" for c in ("2xx", "4xx", "5xx")),
+        ],
         ["server errors (5xx)", r["server_errors"]],
         ["schema violations (status code, content type, body)", r["schema_violations"]],
         ["checks run", f"{sum(r['checks_run'].values()):,}"],
