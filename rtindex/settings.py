@@ -264,6 +264,10 @@ class OpsSettings(BaseModel):
     # /readyz answers 503 while any partition lags more than this (None: no limit).
     ready_max_lag_messages: int | None = Field(default=100_000, ge=0)
     ready_max_lag_s: float | None = Field(default=30.0, ge=0)
+    # True: /readyz also answers 503 while no documents consumer has a live status report
+    # (none written in the last report_ttl_s: none started yet, or all stopped or dead).
+    # Off by default: a query service over an index nobody is updating still serves it.
+    ready_requires_consumers: bool = False
 
     @model_validator(mode="after")
     def _ttl(self) -> OpsSettings:

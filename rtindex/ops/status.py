@@ -79,9 +79,20 @@ def readiness(
     consumers: Mapping[str, Mapping[str, Any]],
     max_lag_messages: int | None,
     max_lag_s: float | None,
+    *,
+    required: Iterable[str] = (),
+    ttl_s: float | None = None,
 ) -> list[str]:
-    """Why the service is not ready to take traffic; empty when it is."""
-    reasons = []
+    """Why the service is not ready to take traffic; empty when it is.
+
+    ``consumers`` is :func:`aggregate` of the live reports; ``required`` names the kinds
+    that must be consuming (``ops.ready_requires_consumers``: "documents").
+    """
+    reasons = [
+        f"{kind} consumer: {why} (ops.ready_requires_consumers)"
+        for kind in required
+        if (why := _not_consuming(consumers.get(kind), ttl_s))
+    ]
     for kind, c in consumers.items():
         for p in c["partitions"]:
             where = f"{kind} consumer, {c['topic']} partition {p['partition']}"
@@ -91,6 +102,16 @@ def readiness(
             if max_lag_s is not None and secs is not None and secs > max_lag_s:
                 reasons.append(f"{where}: {secs:.1f} s behind (limit {max_lag_s:g} s)")
     return reasons
+
+
+def _not_consuming(kind: Mapping[str, Any] | None, ttl_s: float | None) -> str | None:
+    """Why a kind is not consuming: no live member, or none owning a partition yet (a
+    member still joining its group has not started, and its lag is not known)."""
+    if kind is None:
+        return "no status report" + (f" in the last {ttl_s:g} s" if ttl_s is not None else "")
+    if not kind["partitions"]:
+        return "no partition assigned yet"
+    return None
 
 
 def dead_letter_summary(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:

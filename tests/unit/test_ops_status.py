@@ -90,6 +90,32 @@ def test_readiness_names_each_lagging_partition() -> None:
     assert readiness(agg, max_lag_messages=1000, max_lag_s=100) == []
 
 
+def test_readiness_can_require_a_live_consumer_of_a_kind() -> None:
+    behaviors_only = aggregate([report("b", 1, {0: (0, 0.0)}, kind="behaviors")])
+    reasons = readiness(behaviors_only, None, None, required=("documents",), ttl_s=15)
+    assert reasons == [
+        "documents consumer: no status report in the last 15 s (ops.ready_requires_consumers)"
+    ]
+    assert readiness({}, None, None, required=("documents",)) == [
+        "documents consumer: no status report (ops.ready_requires_consumers)"
+    ]
+    # A member still joining its group (no partition yet) is not consuming.
+    joining = aggregate([report("a", 1, {})])
+    assert readiness(joining, None, None, required=("documents",), ttl_s=15) == [
+        "documents consumer: no partition assigned yet (ops.ready_requires_consumers)"
+    ]
+    # One member owning a partition is enough, even with another member idle.
+    owning = aggregate([report("a", 1, {}), report("b", 2, {0: (0, 0.0)})])
+    assert readiness(owning, None, None, required=("documents",), ttl_s=15) == []
+    # Not required (the default): no consumer at all is ready.
+    assert readiness({}, max_lag_messages=10, max_lag_s=1) == []
+    # Both kinds of reason together: the missing kind first, then each lagging partition.
+    lagging = aggregate([report("a", 1, {0: (50, 1.0)})])
+    both = readiness(lagging, 10, None, required=("documents", "behaviors"), ttl_s=2)
+    assert both[0].startswith("behaviors consumer: no status report in the last 2 s")
+    assert "partition 0: 50 messages behind (limit 10)" in both[1] and len(both) == 2
+
+
 def test_lag_of() -> None:
     now = 100_000
     assert lag_of(None, 5, None, None, now) == (None, None)  # no fetch yet
