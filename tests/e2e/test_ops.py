@@ -15,11 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import wait_until
+from helpers import running, serving, wait_until
 from processes import consumer_process, publish
 
 from rtindex.consumers.behaviors import BehaviorConsumer
 from rtindex.consumers.documents import DocumentConsumer
+from rtindex.query.server import create_app
+from rtindex.runtime.servers import free_port
 from rtindex.settings import Settings
 
 
@@ -177,6 +179,139 @@ def test_readyz_waits_for_the_consumers_to_catch_up(
     assert stats(api)["headline"]["documents"] == 90
 
 
+def test_query_result_counts_and_index_gauges_by_value(
+    topics: Settings, consumer: DocumentConsumer, api: httpx.Client
+) -> None:
+    """rtindex_query_results and rtindex_search_total_hits count what the calls returned;
+    the index gauges equal /stats after known upserts and deletes."""
+    upserts = [doc(i) for i in range(30)]
+    now = int(time.time() * 1000)
+    deletes = [
+        json.dumps({"op": "delete", "id": f"d{i}", "version": 2, "ts": now}).encode()
+        for i in range(3)
+    ]
+    publish(topics, topics.kafka.documents_topic, upserts + deletes, key_field="id")
+
+    def indexed() -> dict[str, Any] | None:
+        h = stats(api)["headline"]
+        return h if (h["documents"], h["tombstones"]) == (27, 3) else None
+
+    wait_until(indexed, timeout=60, interval=0.2, message=lambda: str(stats(api)["headline"]))
+
+    calls = [  # (params, total, hits): every live document has 标题, report and 索引
+        ({"q": "标题"}, 27, 10),
+        ({"q": "report", "k": "50"}, 27, 27),
+        ({"q": "索引", "offset": "20"}, 27, 7),
+        ({"q": "zzznomatch"}, 0, 0),
+    ]
+    for params, total, hits in calls:
+        body = api.get("/search", params=params).json()
+        assert (body["total"], len(body["hits"])) == (total, hits), (params, body)
+    assert api.get("/search", params={"q": ""}).status_code == 422  # not a result
+    assert api.get("/trending", params={"k": "5"}).json()["items"] == []
+
+    text = api.get("/metrics").text
+    results = "rtindex_query_results"
+    assert sample(text, f"{results}_count", endpoint="/search") == 4
+    assert sample(text, f"{results}_sum", endpoint="/search") == 10 + 27 + 7 + 0
+    assert sample(text, f"{results}_bucket", endpoint="/search", le="0.0") == 1
+    assert sample(text, f"{results}_bucket", endpoint="/search", le="10.0") == 3
+    assert sample(text, f"{results}_bucket", endpoint="/search", le="50.0") == 4
+    assert sample(text, f"{results}_count", endpoint="/trending") == 1
+    assert sample(text, f"{results}_sum", endpoint="/trending") == 0
+    hits = "rtindex_search_total_hits"
+    assert sample(text, f"{hits}_count") == 4
+    assert sample(text, f"{hits}_sum") == 3 * 27
+    assert sample(text, f"{hits}_bucket", le="0.0") == 1
+    assert sample(text, f"{hits}_bucket", le="10.0") == 1
+    assert sample(text, f"{hits}_bucket", le="100.0") == 4
+
+    # Index gauges, read from Redis at scrape time: the same figures as /stats.
+    h = stats(api)["headline"]
+    assert sample(text, "rtindex_index_documents") == h["documents"] == 27
+    assert sample(text, "rtindex_index_tombstones") == h["tombstones"] == 3
+    terms = sample(text, "rtindex_index_terms")
+    assert terms is not None and terms == h["terms"] > 0
+    memory = sample(text, "rtindex_redis_memory_bytes")
+    assert memory is not None and memory > 0
+
+
+def test_consumer_metrics_by_value(topics: Settings) -> None:
+    """The /metrics of a running `rtindex consume documents`, after known events: one
+    stale and one duplicate among them, and one that is not JSON."""
+
+    def upsert(i: int, version: int) -> bytes:
+        event = {"op": "upsert", "id": f"m{i}", "version": version, "ts": int(time.time() * 1000)}
+        return json.dumps({**event, "doc": {"title": f"metrics {i}"}}).encode()
+
+    events = [upsert(i, 2) for i in range(10)]
+    events += [upsert(0, 1), events[1], b"{not json"]  # stale, exact duplicate, invalid
+    publish(topics, topics.kafka.documents_topic, events, key_field="id")
+    port = free_port()
+    proc = consumer_process(
+        topics,
+        topics.redis.namespace,
+        topics.kafka.documents_group,
+        metrics_port=port,
+        env_extra={"RTINDEX_OPS__REPORT_INTERVAL_S": "0.2"},
+    )
+    t = topics.kafka.documents_topic
+
+    def scrape() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.TransportError:
+            return ""
+
+    def caught_up() -> str | None:
+        # Every event counted, and every partition's lag reported since (0 behind).
+        text = scrape()
+        counted = sum(
+            sample(text, "rtindex_consumer_events_total", topic=t, outcome=o) or 0
+            for o in ("applied", "stale", "duplicate", "invalid")
+        )
+        lags = [
+            sample(text, f"rtindex_consumer_lag_{unit}", topic=t, partition=p)
+            for unit in ("messages", "seconds")
+            for p in ("0", "1", "2")
+        ]
+        return text if counted == len(events) and lags == [0] * 6 else None
+
+    try:
+        wait_until(caught_up, timeout=90, interval=0.2, message=scrape)
+        text = scrape()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+    def value(name: str, **labels: str) -> float:
+        v = sample(text, name, topic=t, **labels)
+        assert v is not None, f"no {name} {labels} in:\n{text}"
+        return v
+
+    events_total = "rtindex_consumer_events_total"
+    assert value(events_total, outcome="applied") == 10
+    assert value(events_total, outcome="stale") == 1
+    assert value(events_total, outcome="duplicate") == 1
+    assert value(events_total, outcome="invalid") == 1
+    assert value(events_total, outcome="redelivered") == 0
+    assert value("rtindex_consumer_dlq_total", reason="not_json") == 1
+    batches = value("rtindex_consumer_batches_total")
+    assert batches >= 1
+    # One observation per batch: its records (all of them, whatever their outcome)...
+    assert value("rtindex_consumer_batch_records_count") == batches
+    assert value("rtindex_consumer_batch_records_sum") == len(events)
+    assert value("rtindex_consumer_batch_records_bucket", le="+Inf") == batches
+    # ...and the time it took to apply.
+    assert value("rtindex_consumer_apply_seconds_count") == batches
+    assert value("rtindex_consumer_apply_seconds_sum") > 0
+    # Freshness per applied event only.
+    assert value("rtindex_consumer_freshness_seconds_count") == 10
+    assert value("rtindex_consumer_redis_retries_total") == 0
+    assert value("rtindex_consumer_commit_failures_total") == 0
+    assert value("rtindex_consumer_last_batch_timestamp_seconds") > 0
+
+
 def test_readyz_is_not_ready_without_redis(settings: Settings) -> None:
     from fastapi.testclient import TestClient
 
@@ -249,3 +384,50 @@ def test_a_commit_refused_by_a_rebalance_is_counted_not_fatal(topics: Settings, 
         assert failures == 1
     finally:
         c.close()
+
+
+def test_readyz_with_no_consumer_is_ready_by_default(topics: Settings, api: httpx.Client) -> None:
+    """ops.ready_requires_consumers is off by default: a query service over an index that
+    no consumer updates (all stopped, or a read-only replica) still serves it."""
+    assert topics.ops.ready_requires_consumers is False
+    assert stats(api)["consumers"] == {}
+    r = api.get("/readyz")
+    assert (r.status_code, r.json()) == (200, {"status": "ready"})
+
+
+def test_readyz_can_require_a_consuming_documents_consumer(topics: Settings) -> None:
+    """With ops.ready_requires_consumers: not ready until a documents consumer reports a
+    partition; not ready again when its report expires (a consumer that died) or when it
+    withdraws it (stopped cleanly)."""
+    s = topics.with_overrides({"ops": {"ready_requires_consumers": True, "report_ttl_s": 2}})
+    missing = "documents consumer: no status report in the last 2 s (ops.ready_requires_consumers)"
+
+    def not_ready(api: httpx.Client) -> list[str] | None:
+        r = api.get("/readyz")
+        return r.json()["reasons"] if r.status_code == 503 else None
+
+    with serving(create_app(s)) as base, httpx.Client(base_url=base, timeout=10) as api:
+        assert not_ready(api) == [missing]
+        assert api.get("/stats").json()["consumers"] == {}
+
+        # A consumer that dies: its last report stays in Redis until it is too old.
+        dying = DocumentConsumer(s)
+        stop = threading.Event()
+        thread = threading.Thread(target=dying.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: api.get("/readyz").status_code == 200, timeout=60, interval=0.1)
+            stop.set()
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+            reasons = wait_until(lambda: not_ready(api), timeout=30, interval=0.1)
+            assert reasons == [missing]
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            dying.close()
+
+        # A consumer that stops cleanly takes its report with it: not ready at once.
+        with running(DocumentConsumer(s)):
+            wait_until(lambda: api.get("/readyz").status_code == 200, timeout=60, interval=0.1)
+        assert not_ready(api) == [missing]
