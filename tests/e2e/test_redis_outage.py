@@ -6,6 +6,7 @@ import json
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from helpers import wait_until
@@ -52,11 +53,25 @@ def publish(settings: Settings, first: int, count: int) -> None:
         producer.close()
 
 
+def metric(port: int, name: str, topic: str) -> float:
+    """The sum of a series over its partitions, from the consumer's own /metrics."""
+    total = None
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.startswith(name + "{") and f'topic="{topic}"' in head:
+            total = (total or 0.0) + float(value)
+    assert total is not None, f"no {name} for {topic}"
+    return total
+
+
 def test_consumer_waits_out_a_redis_outage(settings: Settings, tmp_path: Path) -> None:
     server = RedisServer.start(data_dir=tmp_path / "redis")
     s = settings.with_overrides({"redis": {"url": server.url, "retry_max_s": 0.5}})
     ensure_topics(s, partitions=3)
     consumer = DocumentConsumer(s)
+    port = consumer.metrics.serve("127.0.0.1", 0)
+    topic = s.kafka.documents_topic
+    retries = "rtindex_consumer_redis_retries_total"
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
@@ -64,17 +79,21 @@ def test_consumer_waits_out_a_redis_outage(settings: Settings, tmp_path: Path) -
         publish(s, 0, 50)
         wait_until(lambda: consumer.totals.events["applied"] == 50, timeout=30)
         wait_until(lambda: committed_total(s) == 50, timeout=30)
+        assert metric(port, retries, topic) == 0
 
         server.stop()
         publish(s, 50, 50)
-        wait_until(
-            lambda: consumer.totals.redis_retries >= 3, timeout=30, message="no retries seen"
-        )
+        # Prometheus sees the retries, and the lag of the batch that cannot be applied.
+        wait_until(lambda: metric(port, retries, topic) >= 3, timeout=30, message="no retries")
+        lag = "rtindex_consumer_lag_messages"
+        wait_until(lambda: metric(port, lag, topic) > 0, timeout=30, message="no lag")
         assert committed_total(s) == 50, "nothing may be committed while Redis is down"
         assert thread.is_alive(), "the consumer must wait, not die"
 
         server.restart()
         wait_until(lambda: committed_total(s) == 100, timeout=60)
+        assert metric(port, retries, topic) == consumer.totals.redis_retries >= 3
+        assert metric(port, "rtindex_consumer_events_total", topic) == 100  # all applied
         client = redis.Redis.from_url(server.url)
         n = int(client.hget(f"{s.redis.namespace}:{{s0}}:st", "N") or 0)
         client.close()
