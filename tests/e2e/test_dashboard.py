@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +70,17 @@ HEADLINE = [
 CHARTS = ["events", "lag", "freshness", "query", "index", "dlq"]
 TIMEOUT_MS = 20_000  # the page polls /stats every 2 s
 DOCS, USERS, CLICKS_PER_USER = 40, 4, 5
+LAGGED = 12  # documents published while the consumer's writes are held
+SEARCHES = ["仪表盘", "文档", "dashboard", "实时 索引", "nothing-matches"]
+# Dead letters: two on the documents topic, one on the behaviors topic.
+BAD_DOCUMENTS, BAD_CLICKS = [b"{not json", b"\xff\xfe"], [b'{"bad": 1}']
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A window longer than the test: the query latency of its searches cannot age out of
+    # /stats between two answers (no race with the clock). Quick consumer reports.
+    return settings.with_overrides({"ops": {"window_s": 3600, "report_interval_s": 0.2}})
 
 
 @pytest.fixture(scope="module")
@@ -121,23 +133,60 @@ class Dashboard:
         self.page.wait_for_function("s => document.body.dataset.state === s", arg=state)
 
     def values(self) -> dict[str, Any]:
-        """What the page shows now: data-value and text of every headline element, the
-        /stats sample it last rendered, and how many samples each chart holds."""
+        """What the page shows now, read at one instant: data-value and text of every
+        headline element, the /stats sample it last rendered, how many samples each chart
+        holds, the cells of the partition and endpoint tables and the DLQ reasons."""
         return dict(
             self.page.evaluate(
-                """keys => ({
-                    at: document.body.dataset.at,
-                    values: Object.fromEntries(keys.map(k => {
-                        const el = document.getElementById('v-' + k);
-                        return [k, el && {value: el.dataset.value, text: el.innerText}];
-                    })),
-                    charts: Object.fromEntries([...document.querySelectorAll('canvas.chart')]
-                        .map(c => [c.id, {points: Number(c.dataset.points || 0),
-                                          drawn: Number(c.dataset.drawn || 0)}])),
-                })""",
+                """keys => {
+                    const rows = id => [...document.querySelectorAll(`#${id} tr`)]
+                        .map(tr => [...tr.cells].map(td => td.innerText));
+                    return {
+                        at: document.body.dataset.at,
+                        values: Object.fromEntries(keys.map(k => {
+                            const el = document.getElementById('v-' + k);
+                            return [k, el && {value: el.dataset.value, text: el.innerText}];
+                        })),
+                        charts: Object.fromEntries([...document.querySelectorAll('canvas.chart')]
+                            .map(c => [c.id, {points: Number(c.dataset.points || 0),
+                                              drawn: Number(c.dataset.drawn || 0)}])),
+                        partitions: rows('partitions'),
+                        endpoints: rows('endpoints'),
+                        dlq: document.getElementById('dlq-reasons').innerText,
+                    };
+                }""",
                 HEADLINE,
             )
         )
+
+    def rendered(self, accept: Callable[[dict[str, Any]], bool]) -> tuple[Any, dict[str, Any]]:
+        """The next /stats answer the page fetches that ``accept`` takes, once the page
+        shows it, and what the page shows then; every headline number is checked to be
+        the answer's."""
+
+        def next_answer() -> tuple[Any, dict[str, Any]] | None:
+            with self.page.expect_response(
+                lambda r: urlsplit(r.url).path.endswith("/stats")
+            ) as info:
+                pass
+            answer = info.value.json()
+            if not accept(answer):
+                return None
+            self.page.wait_for_function(
+                "at => document.body.dataset.at === String(at)", arg=answer["at_ms"]
+            )
+            shown = self.values()
+            if shown["at"] != str(answer["at_ms"]):
+                return None  # a newer answer came in meanwhile: try again
+            for key in HEADLINE:
+                value = shown["values"][key]
+                assert value is not None, f"no #v-{key} on the page"
+                assert same(value["value"], answer["headline"][key]), (key, value, answer)
+                if answer["headline"][key] is None:
+                    assert value["text"] == "—", (key, value)
+            return answer, shown
+
+        return wait_until(next_answer, timeout=60, interval=0)
 
     def series_pixels(self, chart: str) -> int:
         """Pixels of the chart painted in the color of its first series (--c1, --ok…)."""
@@ -226,15 +275,17 @@ def test_dashboard_shows_stats_after_events(
     page = dashboard.page
 
     now = int(time.time() * 1000)
-    publish(s, s.kafka.documents_topic, [document(i, now) for i in range(DOCS)], "id")
+    documents = [document(i, now) for i in range(DOCS)]
+    publish(s, s.kafka.documents_topic, documents + BAD_DOCUMENTS, "id")
     clicks = [click(u, n, now) for u in range(USERS) for n in range(CLICKS_PER_USER)]
-    publish(s, s.kafka.behaviors_topic, clicks, "user_id")
+    publish(s, s.kafka.behaviors_topic, clicks + BAD_CLICKS, "user_id")
+    dead = len(BAD_DOCUMENTS) + len(BAD_CLICKS)
 
     # /stats, asked by the test, reports the events (rates come with the consumers' next
     # status report, every ops.report_interval_s)...
     def reported_all() -> dict[str, Any] | None:
         h = headline(api)
-        counted = h["documents"] == DOCS and h["users"] == USERS
+        counted = (h["documents"], h["users"], h["dlq_total"]) == (DOCS, USERS, dead)
         moving = h["documents_events_per_s"] > 0 and h["behaviors_events_per_s"] > 0
         return h if counted and moving else None
 
@@ -256,24 +307,51 @@ def test_dashboard_shows_stats_after_events(
     assert shown["documents"]["text"] == f"{DOCS:,}"
     assert float(shown["behaviors_events_per_s"]["value"]) > 0
 
-    # Every headline number equals the one in the /stats answer the page rendered last.
-    def matches_last_answer() -> bool:
-        with page.expect_response(lambda r: urlsplit(r.url).path.endswith("/stats")) as info:
-            pass
-        answer = info.value.json()
-        page.wait_for_function("at => document.body.dataset.at === String(at)", arg=answer["at_ms"])
-        now_shown = dashboard.values()
-        if now_shown["at"] != str(answer["at_ms"]):
-            return False  # a newer answer came in meanwhile: try again
-        for key in HEADLINE:
-            value = now_shown["values"][key]
-            assert value is not None, f"no #v-{key} on the page"
-            assert same(value["value"], answer["headline"][key]), (key, value, answer)
-            if answer["headline"][key] is None:
-                assert value["text"] == "—", (key, value)
-        return True
+    # Query latency: searches (the page's own /stats polling is not query traffic).
+    for q in SEARCHES:
+        assert api.get("/search", params={"q": q}).status_code == 200
+    answer, page_now = dashboard.rendered(lambda a: a["headline"]["query_p50_ms"] is not None)
+    h = answer["headline"]
+    assert 0 < h["query_p50_ms"] <= h["query_p99_ms"], h
+    # The same figures as /stats gives now: the window holds the same requests.
+    now_h = headline(api)
+    assert (h["query_p50_ms"], h["query_p99_ms"]) == (now_h["query_p50_ms"], now_h["query_p99_ms"])
+    assert answer["query"]["endpoints"]["/search"]["requests"] == len(SEARCHES)
+    assert [row[:2] for row in page_now["endpoints"]] == [["/search", str(len(SEARCHES))]]
+    # Dead letters: the total and each reason.
+    assert h["dlq_total"] == now_h["dlq_total"] == dead
+    assert answer["dlq"]["reasons"] == {"not_json": 1, "not_utf8": 1, "invalid_event": 1}
+    for reason, n in answer["dlq"]["reasons"].items():
+        assert f"{reason.replace('_', ' ')} {n}" in page_now["dlq"], page_now["dlq"]
 
-    wait_until(matches_last_answer, timeout=30, interval=0)
+    # Lag: the document consumer's writes are held, so what it polls stays behind.
+    gate = threading.Event()
+    apply_events = consumer.apply_events
+
+    def held(batch: Any) -> Any:
+        assert gate.wait(60), "the test never opened the gate"
+        return apply_events(batch)
+
+    consumer.apply_events = held  # type: ignore[method-assign]
+    try:
+        late = [document(i, int(time.time() * 1000)) for i in range(DOCS, DOCS + LAGGED)]
+        publish(s, s.kafka.documents_topic, late, "id")
+        answer, page_now = dashboard.rendered(lambda a: (a["headline"]["lag_messages"] or 0) > 0)
+    finally:
+        gate.set()
+    # The partition table shows each reported partition's lag, adding up to the headline.
+    expected = [
+        [kind, str(p["partition"]), "—" if p["lag_messages"] is None else f"{p['lag_messages']:,}"]
+        for kind, c in answer["consumers"].items()
+        for p in c["partitions"]
+    ]
+    assert [row[:3] for row in page_now["partitions"]] == expected
+    behind = [p["lag_messages"] or 0 for p in answer["consumers"]["documents"]["partitions"]]
+    assert sum(behind) == answer["headline"]["lag_messages"] > 0
+    # Caught up once the writes go through.
+    dashboard.rendered(
+        lambda a: a["headline"]["lag_messages"] == 0 and a["headline"]["documents"] == DOCS + LAGGED
+    )
 
     # The charts have drawn: at least two samples, and the lines are on the canvas.
     page.wait_for_function(
@@ -282,10 +360,9 @@ def test_dashboard_shows_stats_after_events(
         arg=CHARTS,
     )
     charts = dashboard.values()["charts"]
-    assert charts["chart-events"]["drawn"] >= 2, charts
-    assert charts["chart-index"]["drawn"] >= 2, charts
-    assert dashboard.series_pixels("events") > 20
-    assert dashboard.series_pixels("index") > 20
+    for chart in ("events", "index", "query", "lag", "dlq"):
+        assert charts[f"chart-{chart}"]["drawn"] >= 2, charts
+        assert dashboard.series_pixels(chart) > 20, chart
 
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
