@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev]"
 # MovieLens-100K ships inside recbole; --no-deps, or pip would pull in torch.
 python -m pip install -q --no-deps "recbole==1.2.1"
+# The compose test validates compose/docker-compose.yml against the Compose Specification
+# schema, which ships in a wheel on the package index (pinned by hash): fetched here, once,
+# into ${XDG_CACHE_HOME:-~/.cache}/rtindex-tests/compose-spec; the tests download nothing.
+python tests/ops/compose_spec.py
 # The dashboard test drives Debian's Chromium (Playwright's own browser download cannot
 # work offline); the compose tests run promtool from Debian's prometheus package; the
 # TLS test runs Debian's Redis (the Valkey wheel is built without TLS).

@@ -1,33 +1,31 @@
 """The production compose stack (compose/), checked without Docker.
 
 Docker does not run where these tests run, so they check what can be checked here:
-the compose file against the Compose Specification's JSON schema (downloaded from the
-package index once per cache), the stack's structure (KRaft Kafka, persistent Redis, the
-topic initializer, scalable consumers, Prometheus and Grafana wiring), every rtindex
-command against the real CLI parser and every rtindex environment against the real
-settings loader, the Prometheus config and every PromQL expression with ``promtool``,
-and that every metric the dashboard and the alerts name is in the real ``/metrics`` of a
-running stack (the ``live_metrics_text`` fixture, tests/ops/conftest.py).
+the compose file against the Compose Specification's JSON schema (fetched from the
+package index by tests/install.sh: compose_spec.py), the stack's structure (KRaft Kafka,
+persistent Redis, the topic initializer, scalable consumers, Prometheus and Grafana
+wiring), every rtindex command against the real CLI parser and every rtindex environment
+against the real settings loader, the Prometheus config and every PromQL expression with
+``promtool``, and that every metric the dashboard and the alerts name is in the real
+``/metrics`` of a running stack (the ``live_metrics_text`` fixture, tests/ops/conftest.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob
-import hashlib
 import json
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tomllib
-import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import compose_spec as spec
 import jsonschema
 import pytest
 import yaml
@@ -45,12 +43,6 @@ GRAFANA_DIR = COMPOSE_DIR / "grafana"
 DATASOURCES_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS_FILE = GRAFANA_DIR / "provisioning" / "dashboards" / "rtindex.yml"
 DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "rtindex.json"
-
-# The Compose Specification schema ships inside this wheel (PyPI), pinned by its hash.
-SPEC_REQUIREMENT = "docker-compose==1.29.2"
-SPEC_WHEEL = "docker_compose-1.29.2-py2.py3-none-any.whl"
-SPEC_WHEEL_SHA256 = "8d5589373b35c8d3b1c8c1182c6e4a4ff14bffa3dd0b605fcd08f73c94cef809"
-SPEC_MEMBER = "compose/config/compose_spec.json"
 
 # Services Prometheus must scrape, with the job named after the service.
 SCRAPED_SERVICES = ("query", "consumer-documents", "consumer-behaviors")
@@ -164,53 +156,14 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return result
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="session")
-def compose_spec_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the schema is kept: pytest's cache, or without the cache plugin a session
-    directory, so it is downloaded once."""
-    cache = getattr(pytestconfig, "cache", None)
-    if cache is not None:
-        directory: Path = cache.mkdir("compose-spec")
-        return directory
-    return tmp_path_factory.mktemp("compose-spec")
-
-
-def load_compose_spec(directory: Path) -> Any:
-    """The Compose Specification JSON schema, from the docker-compose 1.29.2 wheel on PyPI.
-
-    Called from the test itself, so a failed download is a test failure with pip's
-    output: this check must not pass by being skipped.
-    """
-    schema_file = directory / "compose_spec.json"
-    wheel = directory / SPEC_WHEEL
-    if schema_file.is_file() and wheel.is_file() and _sha256(wheel) == SPEC_WHEEL_SHA256:
-        return json.loads(schema_file.read_text(encoding="utf-8"))
-    if not wheel.is_file():
-        argv = [sys.executable, "-m", "pip", "download", "--no-deps"]
-        argv += ["--only-binary=:all:", "--dest", str(directory), SPEC_REQUIREMENT]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"downloading {SPEC_REQUIREMENT} timed out after 300 s", pytrace=False)
-        if proc.returncode != 0 or not wheel.is_file():
-            pytest.fail(
-                f"could not download {SPEC_REQUIREMENT} from the package index for the "
-                f"Compose Specification schema ({shlex.join(argv)} exited "
-                f"{proc.returncode}):\n{proc.stdout}{proc.stderr}",
-                pytrace=False,
-            )
-    digest = _sha256(wheel)
-    if digest != SPEC_WHEEL_SHA256:
-        wheel.unlink()
-        pytest.fail(f"{SPEC_WHEEL}: sha256 {digest}, expected {SPEC_WHEEL_SHA256}", False)
-    with zipfile.ZipFile(wheel) as z:
-        data = z.read(SPEC_MEMBER)
-    schema_file.write_bytes(data)
-    return json.loads(data)
+def load_compose_spec() -> Any:
+    """The Compose Specification JSON schema that tests/install.sh fetched. Missing, it
+    is a failure with the way to fetch it: this check must not pass by being skipped."""
+    try:
+        return spec.load(spec.cache_dir())
+    except spec.SpecMissing as e:
+        missing = str(e)
+    pytest.fail(missing, pytrace=False)
 
 
 def _env(service: Mapping[str, Any]) -> dict[str, str]:
@@ -330,9 +283,9 @@ _GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 
 @pytest.mark.parametrize("form", ["as written", "interpolated"])
 def test_compose_file_validates_against_the_compose_specification(
-    compose_spec_dir: Path, compose_raw: dict[str, Any], compose: dict[str, Any], form: str
+    compose_raw: dict[str, Any], compose: dict[str, Any], form: str
 ) -> None:
-    compose_spec = load_compose_spec(compose_spec_dir)
+    compose_spec = load_compose_spec()
     # It declares draft 2019-09 as "http://json-schema.org/draft/2019-09/schema#", an
     # address jsonschema does not recognise (it would warn and guess): name the draft.
     assert "2019-09" in compose_spec["$schema"], compose_spec["$schema"]
@@ -353,6 +306,22 @@ def test_compose_file_validates_against_the_compose_specification(
     assert not errors, "\n".join(
         f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:400]}" for e in errors
     )
+
+
+def test_the_schema_comes_from_the_install_cache_or_the_check_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite downloads nothing: without tests/install.sh's fetch the schema check
+    fails (never skips) saying how to fetch it, and a wheel not the pinned one is refused."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert spec.cache_dir() == tmp_path / "rtindex-tests" / "compose-spec"
+    with pytest.raises(pytest.fail.Exception, match=r"run tests/install\.sh"):
+        load_compose_spec()
+    spec.cache_dir().mkdir(parents=True)
+    (spec.cache_dir() / spec.WHEEL).write_bytes(b"not the pinned wheel")
+    (spec.cache_dir() / spec.SCHEMA).write_text("{}", encoding="utf-8")
+    with pytest.raises(pytest.fail.Exception, match="sha256"):
+        load_compose_spec()
 
 
 def test_every_compose_variable_has_a_default(compose_raw: dict[str, Any]) -> None:
