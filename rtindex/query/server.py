@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path as FilePath
@@ -28,7 +27,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from rtindex.indexer.store import LayoutMismatch
-from rtindex.ops.status import aggregate, readiness
 from rtindex.query.auth import BearerTokenMiddleware
 from rtindex.query.observe import IndexCollector, Metrics, ObserveMiddleware
 from rtindex.query.recall import Recaller
@@ -398,13 +396,6 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         # async: answered on the event loop, even while every handler thread is busy.
         return {"status": "alive"}
 
-    def missing_consumers() -> list[str]:
-        o = settings.ops
-        if not o.ready_requires_consumers:
-            return []
-        live = aggregate(ops.board.reports(int(time.time() * 1000)))
-        return readiness(live, None, None, required=("documents",), ttl_s=o.report_ttl_s)
-
     @app.get(
         "/readyz",
         response_model=Ready,
@@ -418,7 +409,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         try:
             searcher.client.ping()
             searcher.follow_layout()
-            reasons = missing_consumers() + ops.consumer_lag_reasons()
+            reasons = ops.consumer_reasons()
         except (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError) as e:
             reasons = [f"redis: {e}"]
         except LayoutMismatch as e:

@@ -43,16 +43,27 @@ class OpsView:
             "dead_letters": self.board.dead_letters(),
         }
 
-    def consumer_lag_reasons(self) -> list[str]:
-        consumers = aggregate(self.board.reports(int(time.time() * 1000)))
-        return readiness(consumers, self.ops.ready_max_lag_messages, self.ops.ready_max_lag_s)
+    def consumer_reasons(self, consumers: dict[str, Any] | None = None) -> list[str]:
+        """Why the consumers make the service not ready (lag over the limits; with
+        ``ops.ready_requires_consumers``, no documents consumer): /readyz and /stats'
+        ``ready`` both say this."""
+        o = self.ops
+        if consumers is None:
+            consumers = aggregate(self.board.reports(int(time.time() * 1000)))
+        return readiness(
+            consumers,
+            o.ready_max_lag_messages,
+            o.ready_max_lag_s,
+            required=("documents",) if o.ready_requires_consumers else (),
+            ttl_s=o.report_ttl_s,
+        )
 
     def stats(self, window: QueryWindow) -> dict[str, Any]:
         now = time.time()
         s = self.snapshot()
         query = window.summary(now)
         consumers = s["consumers"]
-        reasons = readiness(consumers, self.ops.ready_max_lag_messages, self.ops.ready_max_lag_s)
+        reasons = self.consumer_reasons(consumers)
         dlq = dead_letter_summary(s["dead_letters"])
         lag_msgs = [c["lag_messages"] for c in consumers.values() if c["lag_messages"] is not None]
         lag_secs = [c["lag_seconds"] for c in consumers.values() if c["lag_seconds"] is not None]

@@ -408,7 +408,10 @@ def test_readyz_can_require_a_consuming_documents_consumer(topics: Settings) -> 
 
     with serving(create_app(s)) as base, httpx.Client(base_url=base, timeout=10) as api:
         assert not_ready(api) == [missing]
-        assert api.get("/stats").json()["consumers"] == {}
+        stats = api.get("/stats").json()
+        assert stats["consumers"] == {}
+        # The dashboard's readiness badge says what /readyz says.
+        assert stats["ready"] == {"ready": False, "reasons": [missing]}
 
         # A consumer that dies: its last report stays in Redis until it is too old.
         dying = DocumentConsumer(s)
@@ -417,6 +420,7 @@ def test_readyz_can_require_a_consuming_documents_consumer(topics: Settings) -> 
         thread.start()
         try:
             wait_until(lambda: api.get("/readyz").status_code == 200, timeout=60, interval=0.1)
+            assert api.get("/stats").json()["ready"]["ready"] is True
             stop.set()
             thread.join(timeout=30)
             assert not thread.is_alive()
