@@ -36,17 +36,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import redis
-from common import SEED, log, now_ms, save, servers, settings_env, settings_for, table
+from common import SEED, log, now_ms, save, servers, settings_env, settings_for, start_api, table
 
 from rtindex.consumers.publish import make_producer
 from rtindex.consumers.topics import ensure_topics
 from rtindex.demo import demo_events
 from rtindex.query.recall import Recaller
 from rtindex.query.search import Searcher
-from rtindex.runtime.servers import ManagedProcess, free_port
+from rtindex.runtime.servers import ManagedProcess
 from rtindex.settings import Settings
 
 NAME = "api_fuzz"
@@ -97,14 +96,6 @@ def behavior_events(seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def child_env(s: Settings) -> dict[str, str]:
-    return {
-        **settings_env(s),
-        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": s.kafka.behaviors_topic,
-        "RTINDEX_KAFKA__BEHAVIORS_GROUP": s.kafka.behaviors_group,
-    }
-
-
 def index(s: Settings, seed: int) -> dict[str, int]:
     """Publish the documents and behavior events; wait until the consumers applied them."""
     docs, events = document_events(), behavior_events(seed)
@@ -133,23 +124,6 @@ def index(s: Settings, seed: int) -> dict[str, int]:
     finally:
         searcher.close()
         rc.close()
-
-
-def start_api(s: Settings) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "rtindex", "serve", "--port", str(port)]
-    proc = ManagedProcess(argv, LOGS / "api.log", env=child_env(s))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError("the query service did not become ready")
 
 
 # -- the fuzz run --------------------------------------------------------------------------
@@ -288,14 +262,14 @@ def main() -> None:
             ManagedProcess(
                 [sys.executable, "-m", "rtindex", "consume", stream, "--metrics-port", "0"],
                 LOGS / f"{stream}.log",
-                env=child_env(s),
+                env=settings_env(s),
             )
             for stream in ("documents", "behaviors")
         ]
         try:
             indexed = index(s, args.seed)
             log(f"indexed {indexed}")
-            api, url = start_api(s)
+            api, url = start_api(s, LOGS / "api.log")
             procs.append(api)
             log(f"fuzzing {url}: up to {max_examples} fuzzing cases per operation")
             result = fuzz(url, max_examples, args.seed)

@@ -77,6 +77,7 @@ from common import (
     servers,
     settings_env,
     settings_for,
+    start_api,
     summary_ms,
     table,
     texts,
@@ -113,34 +114,10 @@ def token(i: int) -> str:
 
 
 # -- processes -----------------------------------------------------------------------
-def child_env(s: Settings) -> dict[str, str]:
-    return {
-        **settings_env(s),
-        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": s.kafka.behaviors_topic,
-        "RTINDEX_KAFKA__BEHAVIORS_GROUP": s.kafka.behaviors_group,
-    }
-
-
 def start_consumer(s: Settings, stream: str) -> ManagedProcess:
     argv = [sys.executable, "-m", "rtindex", "consume", stream, "--metrics-port", "0"]
     argv += ["--metrics-port", str(free_port())]
-    return ManagedProcess(argv, Path(f"/tmp/rtindex-bench-load-{stream}.log"), env=child_env(s))
-
-
-def start_api(s: Settings) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "rtindex", "serve", "--port", str(port)]
-    proc = ManagedProcess(argv, Path("/tmp/rtindex-bench-load-api.log"), env=child_env(s))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError("the query service did not start")
+    return ManagedProcess(argv, Path(f"/tmp/rtindex-bench-load-{stream}.log"), env=settings_env(s))
 
 
 # -- events ---------------------------------------------------------------------------
@@ -677,7 +654,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ensure_topics(s, partitions=3)
         rc = redis.Redis.from_url(s.redis.url)
         procs = [start_consumer(s, "documents"), start_consumer(s, "behaviors")]
-        api, url = start_api(s)
+        api, url = start_api(s, Path("/tmp/rtindex-bench-load-api.log"), "/healthz")
         procs.append(api)
         writer: Writer | None = None
         try:

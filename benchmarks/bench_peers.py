@@ -61,7 +61,6 @@ import httpx
 import orjson
 import peers
 from bench_indexing import TOPIC, consume, publish
-from bench_query import start_api
 from common import (
     SEED,
     log,
@@ -71,6 +70,7 @@ from common import (
     servers,
     settings_env,
     settings_for,
+    start_api,
     summary_ms,
     table,
 )
@@ -414,7 +414,7 @@ def run_main(
             for name, t in totals[op].items()
         }
     out["agreement"], out["totals"] = agree, totals
-    api, url = start_api(s)
+    api, url = start_api(s, Path("/tmp/rtindex-bench-peers-api.log"))
     lat: dict[str, dict[str, list[float]]] = {}
     try:
         with httpx.Client(base_url=url, timeout=30) as http:

@@ -29,7 +29,6 @@ import argparse
 import gc
 import random
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 import httpx
 import orjson
 import redis
-from common import SEED, log, pct, save, servers, settings_env, settings_for, table, texts, upsert
+from common import SEED, log, pct, save, servers, settings_for, start_api, table, texts, upsert
 
 from rtindex.indexer.analysis import Analyzer
 from rtindex.indexer.batch import index_documents
@@ -45,7 +44,6 @@ from rtindex.indexer.events import UpsertEvent
 from rtindex.indexer.keys import Keys
 from rtindex.indexer.store import DocumentStore
 from rtindex.query.search import Searcher, SearchRequest, unique_terms
-from rtindex.runtime.servers import ManagedProcess, free_port
 from rtindex.settings import Settings
 
 BATCH = 1000
@@ -197,25 +195,6 @@ def measure(
     }
 
 
-def start_api(s: Settings) -> tuple[ManagedProcess, str]:
-    port = free_port("127.0.0.1")
-    proc = ManagedProcess(
-        [sys.executable, "-m", "rtindex", "serve", "--port", str(port)],
-        Path("/tmp/rtindex-bench-api.log"),
-        env=settings_env(s),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError("the query service did not become ready")
-
-
 def run(quick: bool, n_docs: int | None = None, n_queries: int | None = None) -> dict[str, Any]:
     n_docs = n_docs or (10_000 if quick else 100_000)
     n_queries = n_queries or (300 if quick else 2_000)
@@ -234,7 +213,7 @@ def run(quick: bool, n_docs: int | None = None, n_queries: int | None = None) ->
         plen = [postings_length(rc, keys, t, rs) for t in q_terms]
         db, sqlite_build_s = build_sqlite(idx)
         log(f"SQLite FTS5 built in {sqlite_build_s:.1f} s; running {n_queries:,} queries x 2 modes")
-        api, url = start_api(s)
+        api, url = start_api(s, Path("/tmp/rtindex-bench-api.log"))
         gc.collect()
         gc.freeze()  # what is left of the build is not garbage: keep the GC off it
         lat: dict[str, dict[str, list[float]]] = {}

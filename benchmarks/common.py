@@ -38,7 +38,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from rtindex.corpus import peoples_daily_paragraphs  # noqa: E402
 from rtindex.demo import build_doc  # noqa: E402
-from rtindex.runtime.servers import KafkaServer, RedisServer  # noqa: E402
+from rtindex.runtime.servers import (  # noqa: E402
+    KafkaServer,
+    ManagedProcess,
+    RedisServer,
+    free_port,
+)
 from rtindex.settings import Settings  # noqa: E402
 
 DOC_CHARS = 200
@@ -127,9 +132,32 @@ def settings_env(s: Settings) -> dict[str, str]:
         "RTINDEX_KAFKA__DOCUMENTS_TOPIC": s.kafka.documents_topic,
         "RTINDEX_KAFKA__DOCUMENTS_GROUP": s.kafka.documents_group,
         "RTINDEX_KAFKA__DLQ_TOPIC": s.kafka.dlq_topic,
+        "RTINDEX_KAFKA__BEHAVIORS_TOPIC": s.kafka.behaviors_topic,
+        "RTINDEX_KAFKA__BEHAVIORS_GROUP": s.kafka.behaviors_group,
         "RTINDEX_KAFKA__POLL_TIMEOUT_MS": str(s.kafka.poll_timeout_ms),
         "RTINDEX_LOG_LEVEL": "WARNING",
     }
+
+
+def start_api(s: Settings, log_path: Path, probe: str = "/readyz") -> tuple[ManagedProcess, str]:
+    """``rtindex serve`` in its own process with these settings, once ``probe`` answers
+    200 (``/healthz`` where a lagging consumer may keep ``/readyz`` at 503)."""
+    import httpx
+
+    port = free_port()
+    argv = [sys.executable, "-m", "rtindex", "serve", "--port", str(port)]
+    proc = ManagedProcess(argv, log_path, env=settings_env(s))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}{probe}", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"the query service did not answer 200 on {probe} within 60 s")
 
 
 # -- numbers ---------------------------------------------------------------------------
