@@ -333,6 +333,45 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+# kafka-python options that take text: from a variable they stay text, so a password of
+# digits (123456) or one that reads as JSON (1e3, true) is not turned into a number.
+_KAFKA_TEXT_OPTIONS = frozenset(
+    {
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "sasl_kerberos_name",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_crlfile",
+        "ssl_ciphers",
+    }
+)
+
+
+def _is_text(path: tuple[str, ...]) -> bool:
+    """Whether the setting at ``path`` takes a plain string: its variable is not JSON."""
+    if len(path) == 3 and path[:2] == ("kafka", "security"):
+        return path[2] in _KAFKA_TEXT_OPTIONS
+    model: type[BaseModel] = Settings
+    for i, name in enumerate(path):
+        field = model.model_fields.get(name)
+        if field is None:
+            return False  # unknown: validation names it
+        kind = field.annotation
+        if i == len(path) - 1:
+            return kind is str or kind == (str | None)
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            return False
+        model = kind
+    return False
+
+
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in env.items():
@@ -345,7 +384,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             parts = name[len("RTINDEX_") :].lower().split("__")
             if not all(parts):
                 raise ValueError(f"malformed settings variable {name}")
-            path, value = tuple(parts), _env_value(raw)
+            path = tuple(parts)
+            value = raw if _is_text(path) else _env_value(raw)
         node = tree
         for p in path[:-1]:
             node = node.setdefault(p, {})

@@ -65,3 +65,21 @@ def test_ssl_variables_alone() -> None:
 def test_without_security_variables_the_clients_get_none() -> None:
     config = kafka_client_config(load_settings(BASE))
     assert not any(k.startswith(("security_", "sasl_", "ssl_")) for k in config), config
+
+
+@pytest.mark.parametrize("secret", ["123456", "1e3", "true", "null", '"quoted"'])
+def test_text_settings_from_variables_stay_text(secret: str) -> None:
+    """A password of digits, or one that reads as JSON, reaches the client as typed; the
+    same for plain string settings (a namespace named 2024)."""
+    settings = load_settings(
+        BASE
+        | {
+            "RTINDEX_KAFKA__SECURITY__SASL_PLAIN_PASSWORD": secret,
+            "RTINDEX_KAFKA__SECURITY__SSL_CHECK_HOSTNAME": "false",
+            "RTINDEX_REDIS__NAMESPACE": "2024",
+        }
+    )
+    config = kafka_client_config(settings)
+    assert config["sasl_plain_password"] == secret
+    assert config["ssl_check_hostname"] is False  # not a text option: JSON, a boolean
+    assert settings.redis.namespace == "2024"
