@@ -82,10 +82,10 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Every quick mode together takes about seven minutes on the 2-core machine, more than the
 # 15-minute CI budget leaves: the default run takes the ones whose scripts no other test
-# exercises (about two and a half minutes); the rest run the same code as tests of their own
-# (test_chaos, test_behaviors_e2e, test_movielens_eval, test_query_limits).
+# exercises (about two minutes); the rest run the same code as tests of their own
+# (test_chaos, test_behaviors_e2e, test_movielens_eval, test_query_limits, test_api_fuzz).
 # RTINDEX_BENCH_QUICK=all runs every one (before a release, or after touching benchmarks/).
-IN_SUITE = ("indexing", "query", "freshness", "peers", "recall", "hostile", "api_fuzz")
+IN_SUITE = ("indexing", "query", "freshness", "peers", "recall", "hostile")
 SELECTED = (
     list(BENCHES)
     if os.environ.get("RTINDEX_BENCH_QUICK") == "all"

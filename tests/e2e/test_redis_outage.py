@@ -53,13 +53,19 @@ def publish(settings: Settings, first: int, count: int) -> None:
         producer.close()
 
 
-def metric(port: int, name: str, topic: str) -> float:
-    """The sum of a series over its partitions, from the consumer's own /metrics."""
+def series(port: int, name: str, topic: str) -> float | None:
+    """The sum of a series over its partitions, from the consumer's own /metrics; None
+    while the consumer has not exported it (a gauge appears with the first report)."""
     total = None
     for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
         head, _, value = line.rpartition(" ")
         if head.startswith(name + "{") and f'topic="{topic}"' in head:
             total = (total or 0.0) + float(value)
+    return total
+
+
+def metric(port: int, name: str, topic: str) -> float:
+    total = series(port, name, topic)
     assert total is not None, f"no {name} for {topic}"
     return total
 
@@ -84,9 +90,11 @@ def test_consumer_waits_out_a_redis_outage(settings: Settings, tmp_path: Path) -
         server.stop()
         publish(s, 50, 50)
         # Prometheus sees the retries, and the lag of the batch that cannot be applied.
-        wait_until(lambda: metric(port, retries, topic) >= 3, timeout=30, message="no retries")
+        wait_until(
+            lambda: (series(port, retries, topic) or 0) >= 3, timeout=30, message="no retries"
+        )
         lag = "rtindex_consumer_lag_messages"
-        wait_until(lambda: metric(port, lag, topic) > 0, timeout=30, message="no lag")
+        wait_until(lambda: (series(port, lag, topic) or 0) > 0, timeout=30, message="no lag")
         assert committed_total(s) == 50, "nothing may be committed while Redis is down"
         assert thread.is_alive(), "the consumer must wait, not die"
 
